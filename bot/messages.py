@@ -1,0 +1,100 @@
+"""The common message format: one incoming type and one reply interface for every platform.
+
+Adapters translate platform events into `IncomingMessage` and implement `ReplyTarget` to post
+back into the thread; the core never sees a platform SDK object (Vercel Chat SDK's design).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
+Platform = Literal["slack", "teams", "console"]
+
+
+def conversation_key(platform: str, workspace: str, channel: str, thread: str | None) -> str:
+    """One thread of memory, per SPEC.md §2: platform + workspace + channel (+ thread)."""
+    parts = [platform, workspace, channel]
+    if thread:
+        parts.append(thread)
+    return ":".join(parts)
+
+
+@dataclass(frozen=True, slots=True)
+class IncomingMessage:
+    """A human message addressed to the bot, already stripped of the bot's mention.
+
+    `user_id` is the platform's verified id of the sender (Slack `U…`, Teams AAD object id,
+    console OS user); it is the only identity the access check trusts.
+    """
+
+    platform: Platform
+    workspace: str
+    channel: str
+    thread: str | None
+    user_id: str
+    user_name: str
+    text: str
+    message_id: str
+    is_dm: bool = False
+    mentions_bot: bool = True
+    event_id: str | None = None
+
+    @property
+    def conversation_key(self) -> str:
+        return conversation_key(self.platform, self.workspace, self.channel, self.thread)
+
+    @property
+    def principal(self) -> str:
+        """`slack:U123`, `teams:<aad id>`, `console:<user>` — the form BOT_ADMINS uses."""
+        return f"{self.platform}:{self.user_id}"
+
+    @property
+    def dedupe_key(self) -> str:
+        """Identifies the *post*, not the delivery: two events for one post share it."""
+        return f"{self.platform}:{self.workspace}:{self.channel}:{self.message_id}"
+
+
+class ReplyStream(Protocol):
+    """A reply being written into the thread, piece by piece.
+
+    Adapters that cannot stream (Teams group chats) buffer `append` and post on `finish`.
+    """
+
+    async def append(self, text: str) -> None:
+        """Add `text` (a delta, not the whole text so far) to the visible reply."""
+
+    async def finish(self, text: str) -> None:
+        """Finalise the reply; `text` is the complete reply as it should finally read."""
+
+
+class ReplyTarget(Protocol):
+    """Where the answer to one incoming message goes (the thread, DM or terminal)."""
+
+    async def typing(self) -> None:
+        """Show that the bot is working (Slack status, Teams typing, console spinner)."""
+
+    async def send(self, text: str) -> None:
+        """Post one complete Markdown message (command answers, notices, apologies)."""
+
+    def stream(self) -> ReplyStream:
+        """Open a streamed reply; nothing need be visible until the first `append`."""
+        ...
+
+
+class MessageHandler(Protocol):
+    """What adapters hand messages to: the core's responder."""
+
+    def submit(self, message: IncomingMessage, reply: ReplyTarget) -> None:
+        """Answer in the background (tracked, so shutdown can finish it); returns at once."""
+
+    async def handle(self, message: IncomingMessage, reply: ReplyTarget) -> None:
+        """Answer now: dedupe, lock, commands or model, store; never raises."""
+
+
+class Cache(Protocol):
+    """A small shared cache (Redis or in-process) adapters may use, e.g. for user names."""
+
+    async def cache_get(self, key: str) -> str | None: ...
+
+    async def cache_set(self, key: str, value: str, ttl_seconds: int) -> None: ...
