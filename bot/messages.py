@@ -7,7 +7,10 @@ back into the thread; the core never sees a platform SDK object (Vercel Chat SDK
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
+
+if TYPE_CHECKING:
+    from aiohttp import web
 
 Platform = Literal["slack", "teams", "console"]
 
@@ -98,3 +101,22 @@ class Cache(Protocol):
     async def cache_get(self, key: str) -> str | None: ...
 
     async def cache_set(self, key: str, value: str, ttl_seconds: int) -> None: ...
+
+
+class Adapter(Protocol):
+    """A platform edge: mounts its routes on the shared aiohttp app, or runs its own transport."""
+
+    name: str
+
+    def routes(self) -> list[str]:
+        """Human-readable list of what it serves, e.g. `POST /slack/events` (start-up banner)."""
+        ...
+
+    def mount(self, app: web.Application) -> None:
+        """Add HTTP routes to the shared server (before it starts)."""
+
+    async def start(self) -> None:
+        """Open long-lived connections (Socket Mode); called after the server is listening."""
+
+    async def close(self) -> None:
+        """Stop taking events and release clients; replies in flight are the core's to finish."""
