@@ -1,0 +1,113 @@
+"""Structured logs: JSON (or text) lines that carry the turn's conversation and request id.
+
+Secrets never reach a handler: `SecretFilter` masks every configured secret value in every
+record, whatever the level, as a last line of defence behind "never log them".
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import json
+import logging
+import sys
+import time
+from collections.abc import Iterable, Iterator
+
+_conversation: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "conversation", default=None
+)
+_request: contextvars.ContextVar[str | None] = contextvars.ContextVar("request", default=None)
+
+_STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
+
+
+@contextlib.contextmanager
+def turn_context(conversation: str, request_id: str) -> Iterator[None]:
+    t1 = _conversation.set(conversation)
+    t2 = _request.set(request_id)
+    try:
+        yield
+    finally:
+        _conversation.reset(t1)
+        _request.reset(t2)
+
+
+class ContextFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        if getattr(record, "conversation", None) is None:
+            record.conversation = _conversation.get()
+        if getattr(record, "request_id", None) is None:
+            record.request_id = _request.get()
+        return True
+
+
+class SecretFilter(logging.Filter):
+    def __init__(self, secrets: Iterable[str]) -> None:
+        super().__init__()
+        self.secrets = [s for s in secrets if s and len(s) >= 4]
+
+    def _mask(self, text: str) -> str:
+        for s in self.secrets:
+            if s in text:
+                text = text.replace(s, "***")
+        return text
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if self.secrets:
+            record.msg = self._mask(record.getMessage())
+            record.args = None
+            if record.exc_info and not record.exc_text:
+                record.exc_text = logging.Formatter().formatException(record.exc_info)
+            if record.exc_text:
+                record.exc_text = self._mask(record.exc_text)
+            for key, value in list(vars(record).items()):
+                if key not in _STANDARD and isinstance(value, str):
+                    setattr(record, key, self._mask(value))
+        return True
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        out = {
+            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+            + f".{int(record.msecs):03d}Z",
+            "level": record.levelname,
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        for key, value in vars(record).items():
+            if key not in _STANDARD and value is not None:
+                out[key] = value
+        if record.exc_info:
+            out["exc"] = self.formatException(record.exc_info)
+        elif record.exc_text:
+            out["exc"] = record.exc_text
+        return json.dumps(out, ensure_ascii=False, default=str)
+
+
+class TextFormatter(logging.Formatter):
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    def format(self, record: logging.LogRecord) -> str:
+        base = super().format(record)
+        extras = {k: v for k, v in vars(record).items() if k not in _STANDARD and v is not None}
+        if extras:
+            base += " " + " ".join(f"{k}={v}" for k, v in extras.items())
+        return base
+
+
+def setup_logging(level: str, fmt: str, secrets: Iterable[str] = (), stream=None) -> None:
+    handler = logging.StreamHandler(stream or sys.stderr)
+    handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
+    handler.addFilter(ContextFilter())
+    handler.addFilter(SecretFilter(secrets))
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(level)
+    # Libraries log request bodies and headers at DEBUG; keep them quiet unless asked.
+    for noisy in ("openai", "httpx", "httpx2", "httpcore", "slack_bolt", "slack_sdk", "msal", "azure"):
+        logging.getLogger(noisy).setLevel(max(logging.getLevelName(level), logging.WARNING))

@@ -1,0 +1,269 @@
+"""One turn: dedupe → lock → load history and prompt → fit → model (streamed) → store → release.
+
+The responder is the only place that decides what a user sees when something fails: a short
+apology in the thread, never a stack trace, and nothing half-stored.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import time
+import uuid
+
+from bot.commands import Commands, is_command
+from bot.llm import Completion, LLMClient, ModelError
+from bot.logs import turn_context
+from bot.messages import IncomingMessage, ReplyStream, ReplyTarget
+from bot.metrics import Metrics
+from bot.prompts import Prompts, channel_scope, scopes_for, workspace_scope
+from bot.store import Store, StoreUnavailable, Usage
+from bot.tokens import REPLY_PRIMING, TokenCounter
+from bot.trimming import StoredMessage, fit_newest, history_budget
+
+log = logging.getLogger("threadwise.responder")
+
+APOLOGY_MODEL = (
+    "Sorry — I couldn't get an answer from the language model just now. "
+    "Please try again in a minute."
+)
+APOLOGY_TIMEOUT = "Sorry — the language model took too long to answer. Please try again."
+APOLOGY_STORE = (
+    "Sorry — I can't reach my memory store right now, so I can't answer safely. "
+    "Please try again shortly."
+)
+APOLOGY_INTERNAL = "Sorry — something went wrong on my side while answering. Please try again."
+FILTERED_PROMPT = (
+    "I can't answer that: Azure OpenAI's content filter flagged the message. "
+    "Please rephrase it. (Nothing from this exchange was kept in my memory.)"
+)
+FILTERED_REPLY = (
+    "_The rest of the reply was withheld by Azure OpenAI's content filter; "
+    "this exchange was not kept in my memory._"
+)
+CUT_OFF = "_(The reply was cut off at the length limit, MAX_RESPONSE_TOKENS.)_"
+INTERRUPTED = "_(The reply was interrupted — sorry. Please ask again; this exchange was not kept.)_"
+EMPTY_MENTION = "Hi! Ask me anything in this thread, or type `!help` for commands."
+
+_NAME_OK = re.compile(r"[^A-Za-z0-9_-]+")
+
+
+def speaker_name(display: str) -> str | None:
+    """OpenAI's `name` must match ^[A-Za-z0-9_-]{1,64}$; keep what we can of the speaker."""
+    cleaned = _NAME_OK.sub("_", display).strip("_")[:64]
+    return cleaned or None
+
+
+class Responder:
+    def __init__(
+        self,
+        *,
+        store: Store,
+        llm: LLMClient | None,
+        counter: TokenCounter,
+        prompts: Prompts,
+        commands: Commands,
+        metrics: Metrics,
+        token_limit: int,
+        max_response_tokens: int,
+        lock_wait: float = 300.0,
+    ) -> None:
+        self.store = store
+        self.llm = llm
+        self.counter = counter
+        self.prompts = prompts
+        self.commands = commands
+        self.metrics = metrics
+        self.token_limit = token_limit
+        self.max_response_tokens = max_response_tokens
+        self.lock_wait = lock_wait
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    # -- MessageHandler
+
+    def submit(self, message: IncomingMessage, reply: ReplyTarget) -> None:
+        task = asyncio.get_running_loop().create_task(self.handle(message, reply))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._tasks)
+
+    async def drain(self, grace: float) -> int:
+        """Wait for replies in flight (shutdown); returns how many did not finish in time."""
+        if not self._tasks:
+            return 0
+        _, pending = await asyncio.wait(set(self._tasks), timeout=grace)
+        return len(pending)
+
+    async def handle(self, message: IncomingMessage, reply: ReplyTarget) -> None:
+        with turn_context(message.conversation_key, message.event_id or uuid.uuid4().hex[:12]):
+            try:
+                await self._handle(message, reply)
+            except StoreUnavailable as exc:
+                self.metrics.errors.labels("store").inc()
+                log.error("store unavailable: %s", exc)
+                await self._say(reply, APOLOGY_STORE)
+            except TimeoutError:
+                self.metrics.errors.labels("lock_timeout").inc()
+                log.error("timed out waiting for the conversation lock")
+                await self._say(reply, APOLOGY_INTERNAL)
+            except Exception:
+                self.metrics.errors.labels("internal").inc()
+                log.exception("turn failed")
+                await self._say(reply, APOLOGY_INTERNAL)
+
+    async def _say(self, reply: ReplyTarget, text: str) -> None:
+        try:
+            await reply.send(text)
+        except Exception as exc:
+            self.metrics.errors.labels("post").inc()
+            log.error("could not post to the thread: %s", type(exc).__name__)
+
+    # -- the turn
+
+    async def _handle(self, message: IncomingMessage, reply: ReplyTarget) -> None:
+        conv = message.conversation_key
+        if not message.mentions_bot and not message.is_dm:
+            # A thread reply without a mention: ours only if we answer this thread already.
+            if not await self.store.is_active(conv):
+                return
+        turn = await self.store.acquire(conv, message.message_id, self.lock_wait)
+        if turn is None:
+            self.metrics.duplicates.labels(message.platform).inc()
+            log.info("duplicate delivery dropped")
+            return
+        self.metrics.lock_wait.observe(turn.waited)
+        try:
+            text = message.text.strip()
+            if not text:
+                await self.store.mark_active(conv)
+                await reply.send(EMPTY_MENTION)
+            elif is_command(text):
+                name, answer = await self.commands.run(message)
+                self.metrics.commands.labels(name, "yes").inc()
+                log.info("command run", extra={"command": name})
+                await reply.send(answer)
+            else:
+                await self._answer(message, reply, turn)
+        finally:
+            await self.store.release(turn)
+
+    async def _answer(self, message: IncomingMessage, reply: ReplyTarget, turn) -> None:
+        if self.llm is None:
+            raise RuntimeError("no model configured")
+        conv = message.conversation_key
+        text = message.text.strip()
+        name = None if message.is_dm else speaker_name(message.user_name)
+        user_tokens = await self.counter.amessage_tokens("user", text, name)
+        scopes = scopes_for(message)
+        ceiling = self.token_limit - self.max_response_tokens - REPLY_PRIMING - user_tokens
+        ctx = await self.store.load(conv, max(ceiling, 0), scopes)
+        prompt = self.prompts.resolve(scopes, ctx.prompts)
+        system_tokens = await self.counter.amessage_tokens("system", prompt.text)
+        budget = history_budget(
+            self.token_limit, self.max_response_tokens, system_tokens, user_tokens
+        )
+        if budget < 0:
+            room = self.token_limit - self.max_response_tokens - REPLY_PRIMING - system_tokens
+            await reply.send(
+                f"Your message is {user_tokens:,} tokens, but this bot can take at most "
+                f"{max(room, 0):,} tokens per message (TOKEN_LIMIT {self.token_limit:,}, less "
+                f"the system prompt and {self.max_response_tokens:,} reserved for the reply). "
+                "Please shorten it or split it up."
+            )
+            return
+        history = fit_newest(ctx.history, budget)
+        if len(history) < len(ctx.history):
+            self.metrics.trimmed.inc(len(ctx.history) - len(history))
+        user_msg = StoredMessage("user", text, user_tokens, name)
+
+        await reply.typing()
+        stream = reply.stream()
+        shown: list[str] = []
+
+        async def on_delta(delta: str) -> None:
+            shown.append(delta)
+            await stream.append(delta)
+
+        started = time.monotonic()
+        completion: Completion | None = None
+        for attempt in (1, 2):
+            messages = [{"role": "system", "content": prompt.text}]
+            messages += [m.to_openai() for m in history]
+            messages.append(user_msg.to_openai())
+            try:
+                completion = await self.llm.stream(messages, on_delta)
+                break
+            except ModelError as exc:
+                self.metrics.errors.labels(f"model_{exc.kind}").inc()
+                log.warning("model call failed: %s", exc.kind)
+                if exc.kind == "context_length" and attempt == 1 and not shown:
+                    # Our count disagreed with the service's: trim harder once and retry.
+                    history = fit_newest(history, budget // 2)
+                    continue
+                await self._fail(exc, reply, stream, "".join(shown))
+                return
+        assert completion is not None
+        self.metrics.model_latency.observe(time.monotonic() - started)
+        if completion.first_token_seconds is not None:
+            self.metrics.first_token.observe(completion.first_token_seconds)
+
+        final = completion.text
+        keep = True
+        if completion.finish_reason == "content_filter":
+            final = (final + "\n\n" if final else "") + FILTERED_REPLY
+            keep = False
+        elif completion.finish_reason == "length":
+            final = (final + "\n\n" if final else "") + CUT_OFF
+        elif not final.strip():
+            final = "_(The model returned an empty reply.)_"
+            keep = False
+        await stream.finish(final)
+        self.metrics.replies.labels(message.platform).inc()
+
+        prompt_used = completion.prompt_tokens
+        completion_used = completion.completion_tokens
+        if prompt_used is not None:
+            self.metrics.tokens.labels("prompt").inc(prompt_used)
+        if completion_used is not None:
+            self.metrics.tokens.labels("completion").inc(completion_used)
+        usage = Usage(
+            workspace=workspace_scope(message.platform, message.workspace),
+            channel=channel_scope(message.platform, message.workspace, message.channel),
+            user=f"{message.platform}:{message.workspace}:{message.user_id}",
+            prompt_tokens=prompt_used or 0,
+            completion_tokens=completion_used or 0,
+        )
+        if not keep:
+            await self.store.commit(turn, [], usage)
+            return
+        reply_tokens = await self.counter.amessage_tokens("assistant", completion.text)
+        dropped = await self.store.commit(
+            turn, [user_msg, StoredMessage("assistant", completion.text, reply_tokens)], usage
+        )
+        log.info(
+            "answered",
+            extra={
+                "prompt_tokens": prompt_used,
+                "completion_tokens": completion_used,
+                "history_messages": len(history),
+                "stored_dropped": dropped,
+                "finish_reason": completion.finish_reason,
+            },
+        )
+
+    async def _fail(
+        self, exc: ModelError, reply: ReplyTarget, stream: ReplyStream, partial: str
+    ) -> None:
+        if partial:
+            await stream.finish(partial + "\n\n" + INTERRUPTED)
+            return
+        if exc.kind == "content_filter":
+            await self._say(reply, FILTERED_PROMPT)
+        elif exc.kind == "timeout":
+            await self._say(reply, APOLOGY_TIMEOUT)
+        else:
+            await self._say(reply, APOLOGY_MODEL)

@@ -1,0 +1,102 @@
+"""The one aiohttp server: health, readiness, metrics, and the routes adapters mount."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+
+from aiohttp import web
+
+from bot.app import Service
+from bot.messages import Adapter
+from bot.store import StoreUnavailable
+
+log = logging.getLogger("threadwise.server")
+
+MAX_BODY_BYTES = 1024 * 1024  # Slack and Teams payloads are a few KB; refuse floods early (413)
+SERVICE_KEY = web.AppKey("service", Service)
+DRAINING_KEY = web.AppKey("draining", dict)
+
+
+@web.middleware
+async def _guard(request: web.Request, handler):
+    """New events are refused while draining; no request ever turns into a 500 page."""
+    if request.method == "POST" and request.app[DRAINING_KEY].get("on"):
+        return web.json_response({"error": "shutting down"}, status=503)
+    try:
+        return await handler(request)
+    except web.HTTPException:
+        raise
+    except (ValueError, UnicodeDecodeError) as exc:
+        log.warning("bad request body: %s", type(exc).__name__)
+        return web.json_response({"error": "malformed request"}, status=400)
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return web.json_response({"status": "alive"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    service = request.app[SERVICE_KEY]
+    try:
+        async with asyncio.timeout(2):
+            await service.store.ping()
+    except (StoreUnavailable, TimeoutError) as exc:
+        reason = str(exc) or "Redis did not answer within 2 s"
+        return web.json_response({"status": "not ready", "reason": reason}, status=503)
+    if request.app[DRAINING_KEY].get("on"):
+        return web.json_response({"status": "not ready", "reason": "shutting down"}, status=503)
+    return web.json_response({"status": "ready"})
+
+
+async def metrics(request: web.Request) -> web.Response:
+    body = request.app[SERVICE_KEY].metrics.render()
+    return web.Response(body=body, headers={"Content-Type": "text/plain; version=0.0.4"})
+
+
+def build_app(service: Service, adapters: list[Adapter]) -> web.Application:
+    app = web.Application(client_max_size=MAX_BODY_BYTES, middlewares=[_guard])
+    app[SERVICE_KEY] = service
+    app[DRAINING_KEY] = {"on": False}
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics)
+    for adapter in adapters:
+        adapter.mount(app)
+    return app
+
+
+async def serve(service: Service, adapters: list[Adapter], *, grace: float = 60.0) -> None:
+    """Run until SIGTERM/SIGINT, then stop taking events and finish the replies in flight."""
+    settings = service.settings
+    app = build_app(service, adapters)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, settings.host, settings.port)
+    await site.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    for adapter in adapters:
+        await adapter.start()
+    log.info("listening", extra={"host": settings.host, "port": settings.port})
+    try:
+        await stop.wait()
+    finally:
+        app[DRAINING_KEY]["on"] = True
+        in_flight = service.responder.in_flight
+        log.info("shutting down", extra={"in_flight": in_flight})
+        # Finish replies first: they still need the adapters' clients to post.
+        left = await service.responder.drain(grace)
+        if left:
+            log.error("replies unfinished at shutdown", extra={"unfinished": left})
+        for adapter in adapters:
+            try:
+                await adapter.close()
+            except Exception:
+                log.exception("adapter close failed")
+        await runner.cleanup()
+        await service.close()
+        log.info("stopped")

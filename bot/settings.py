@@ -1,0 +1,244 @@
+"""Every setting of SPEC.md §6 in one pydantic-settings class.
+
+Names are the environment names of the spec (case-insensitive); `load_settings` turns a
+validation failure into one line naming the setting, which is what start-up prints.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import (
+    AliasChoices,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class SettingsError(Exception):
+    """A setting is missing or invalid; `str()` is the one line to show the operator."""
+
+
+def _alias(*names: str) -> AliasChoices:
+    return AliasChoices(*names)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_file=".env",
+        env_file_encoding="utf-8",
+        case_sensitive=False,
+        extra="ignore",
+        populate_by_name=True,
+    )
+
+    # --- model (§4)
+    azure_openai_endpoint: str | None = Field(
+        None, validation_alias=_alias("AZURE_OPENAI_ENDPOINT")
+    )
+    openai_base_url: str | None = Field(None, validation_alias=_alias("OPENAI_BASE_URL"))
+    azure_openai_api_key: SecretStr | None = Field(
+        None, validation_alias=_alias("AZURE_OPENAI_API_KEY", "OPENAI_API_KEY")
+    )
+    azure_openai_deployment: str | None = Field(
+        None, validation_alias=_alias("AZURE_OPENAI_DEPLOYMENT")
+    )
+    azure_openai_model: str | None = Field(None, validation_alias=_alias("AZURE_OPENAI_MODEL"))
+    azure_client_id: str | None = Field(None, validation_alias=_alias("AZURE_CLIENT_ID"))
+    token_limit: int = Field(16384, gt=0, validation_alias=_alias("TOKEN_LIMIT"))
+    max_response_tokens: int = Field(1024, gt=0, validation_alias=_alias("MAX_RESPONSE_TOKENS"))
+    temperature: float | None = Field(None, ge=0, le=2, validation_alias=_alias("TEMPERATURE"))
+    llm_max_retries: int = Field(3, ge=0, le=20, validation_alias=_alias("LLM_MAX_RETRIES"))
+    llm_timeout_seconds: float = Field(60, gt=0, validation_alias=_alias("LLM_TIMEOUT_SECONDS"))
+
+    # --- prompts and admins (§5)
+    system_prompt: str = Field(
+        "You are a helpful assistant.", validation_alias=_alias("SYSTEM_PROMPT")
+    )
+    prompt_max_tokens: int = Field(2000, gt=0, validation_alias=_alias("PROMPT_MAX_TOKENS"))
+    bot_admins: str = Field("", validation_alias=_alias("BOT_ADMINS"))
+
+    # --- store (§3)
+    redis_url: SecretStr | None = Field(None, validation_alias=_alias("REDIS_URL"))
+    redis_key_prefix: str = Field("threadwise:", validation_alias=_alias("REDIS_KEY_PREFIX"))
+    history_ttl_seconds: int = Field(604800, gt=0, validation_alias=_alias("HISTORY_TTL_SECONDS"))
+
+    # --- Slack
+    slack_bot_token: SecretStr | None = Field(None, validation_alias=_alias("SLACK_BOT_TOKEN"))
+    slack_signing_secret: SecretStr | None = Field(
+        None, validation_alias=_alias("SLACK_SIGNING_SECRET")
+    )
+    slack_app_token: SecretStr | None = Field(None, validation_alias=_alias("SLACK_APP_TOKEN"))
+    slack_api_url: str = Field("https://slack.com/api/", validation_alias=_alias("SLACK_API_URL"))
+    slack_thread_followups: bool = Field(True, validation_alias=_alias("SLACK_THREAD_FOLLOWUPS"))
+
+    # --- Teams
+    microsoft_app_id: str | None = Field(None, validation_alias=_alias("MICROSOFT_APP_ID"))
+    microsoft_app_password: SecretStr | None = Field(
+        None, validation_alias=_alias("MICROSOFT_APP_PASSWORD")
+    )
+    microsoft_app_tenant_id: str | None = Field(
+        None, validation_alias=_alias("MICROSOFT_APP_TENANT_ID")
+    )
+    microsoft_app_type: Literal["MultiTenant", "SingleTenant", "UserAssignedMSI"] = Field(
+        "MultiTenant", validation_alias=_alias("MICROSOFT_APP_TYPE")
+    )
+    teams_allow_anonymous: bool = Field(False, validation_alias=_alias("TEAMS_ALLOW_ANONYMOUS"))
+
+    # --- server and logs
+    host: str = Field("0.0.0.0", validation_alias=_alias("HOST"))
+    port: int = Field(3978, ge=0, le=65535, validation_alias=_alias("PORT"))
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = Field(
+        "INFO", validation_alias=_alias("LOG_LEVEL")
+    )
+    log_format: Literal["json", "text"] = Field("json", validation_alias=_alias("LOG_FORMAT"))
+
+    @field_validator("log_level", "microsoft_app_type", "log_format", mode="before")
+    @classmethod
+    def _normalise_case(cls, value: object, info) -> object:
+        if not isinstance(value, str):
+            return value
+        if info.field_name == "log_level":
+            return value.strip().upper()
+        if info.field_name == "log_format":
+            return value.strip().lower()
+        wanted = {v.lower(): v for v in ("MultiTenant", "SingleTenant", "UserAssignedMSI")}
+        return wanted.get(value.strip().lower(), value)
+
+    @field_validator("azure_openai_endpoint", "openai_base_url", "slack_api_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("needs an http(s):// URL")
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value():
+            return None
+        if not value.get_secret_value().startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("needs a redis:// or rediss:// URL")
+        return value
+
+    @field_validator("bot_admins")
+    @classmethod
+    def _admins(cls, value: str) -> str:
+        for entry in filter(None, (e.strip() for e in value.split(","))):
+            platform, _, ident = entry.partition(":")
+            if platform not in ("slack", "teams", "console") or not ident:
+                raise ValueError(f"entries look like slack:<user id> or teams:<AAD id>: {entry!r}")
+        return value
+
+    @model_validator(mode="after")
+    def _budget(self) -> Settings:
+        if self.max_response_tokens >= self.token_limit:
+            raise ValueError(
+                "MAX_RESPONSE_TOKENS: must be smaller than TOKEN_LIMIT "
+                f"({self.max_response_tokens} >= {self.token_limit})"
+            )
+        if self.prompt_max_tokens + self.max_response_tokens >= self.token_limit:
+            raise ValueError(
+                "PROMPT_MAX_TOKENS: PROMPT_MAX_TOKENS + MAX_RESPONSE_TOKENS must leave room "
+                f"under TOKEN_LIMIT ({self.prompt_max_tokens} + {self.max_response_tokens} "
+                f">= {self.token_limit})"
+            )
+        return self
+
+    # --- derived views
+
+    @property
+    def admins(self) -> frozenset[str]:
+        return frozenset(e.strip() for e in self.bot_admins.split(",") if e.strip())
+
+    @property
+    def model_base_url(self) -> str | None:
+        """The v1 base URL: `OPENAI_BASE_URL` as given, or `<endpoint>/openai/v1/`."""
+        if self.openai_base_url:
+            return self.openai_base_url.rstrip("/") + "/"
+        if self.azure_openai_endpoint:
+            return self.azure_openai_endpoint.rstrip("/") + "/openai/v1/"
+        return None
+
+    @property
+    def history_budget(self) -> int:
+        """Most history tokens that could ever be sent: the limit less the reply and priming."""
+        return self.token_limit - self.max_response_tokens - 3
+
+    @property
+    def slack_enabled(self) -> bool:
+        return self.slack_bot_token is not None
+
+    @property
+    def teams_enabled(self) -> bool:
+        return bool(self.microsoft_app_id) or self.teams_allow_anonymous
+
+    def require_model(self) -> None:
+        """Raise the one-line error `chat`/`serve` show when the model is not configured."""
+        if not self.model_base_url:
+            raise SettingsError(
+                "AZURE_OPENAI_ENDPOINT: not set; set it to https://<resource>.openai.azure.com "
+                "(or OPENAI_BASE_URL to any OpenAI-compatible /v1/ URL)"
+            )
+        if not self.azure_openai_deployment:
+            raise SettingsError(
+                "AZURE_OPENAI_DEPLOYMENT: not set; set it to your chat model deployment's name"
+            )
+
+    def secrets(self) -> list[str]:
+        """Every configured secret value, so logging can prove none of them is ever printed."""
+        found = []
+        for value in (
+            self.azure_openai_api_key,
+            self.slack_bot_token,
+            self.slack_signing_secret,
+            self.slack_app_token,
+            self.microsoft_app_password,
+        ):
+            if value is not None and value.get_secret_value():
+                found.append(value.get_secret_value())
+        if self.redis_url is not None:
+            from urllib.parse import urlsplit
+
+            password = urlsplit(self.redis_url.get_secret_value()).password
+            if password:
+                found.append(password)
+        return found
+
+
+def _env_name(settings_cls: type[Settings], field: str) -> str:
+    info = settings_cls.model_fields.get(field)
+    alias = getattr(info, "validation_alias", None) if info else None
+    if isinstance(alias, AliasChoices):
+        return str(alias.choices[0])
+    return field.upper()
+
+
+_SECRET_NAMES = frozenset(
+    _env_name(Settings, name)
+    for name, info in Settings.model_fields.items()
+    if "SecretStr" in str(info.annotation)
+)
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build settings from the environment and `.env`, or raise `SettingsError` with one line."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        loc = err.get("loc") or ()
+        msg = str(err.get("msg", "invalid value"))
+        if loc:
+            name = _env_name(Settings, str(loc[0]))
+            got = err.get("input")
+            secret = name in _SECRET_NAMES
+            shown = "" if secret or isinstance(got, dict) else f" (got {got!r})"
+            raise SettingsError(f"{name}: {msg.removeprefix('Value error, ')}{shown}") from None
+        raise SettingsError(msg.removeprefix("Value error, ")) from None

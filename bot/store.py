@@ -1,0 +1,793 @@
+"""All state behind one interface: history, locks, exactly-once markers, prompts, usage, cache.
+
+Two implementations share one contract (and one contract test suite): `RedisStore` for real
+deployments (every replica shares it) and `MemoryStore` for `threadwise chat` with no Redis.
+
+Redis layout (P = REDIS_KEY_PREFIX; `{…}` is a Cluster hash tag, so one conversation's keys and
+its scripts live on one shard):
+
+    P{<conv>}:h      list   history, oldest first; items "tokens\\trole\\tname\\tcontent"
+    P{<conv>}:t      string running token total of :h (so trimming never rescans the list)
+    P{<conv>}:a      string "the bot answers this thread" (follow-ups without a mention)
+    P{<conv>}:o:<id> string exactly-once marker of one post
+    P{<conv>}:q, :l  list + hash  FIFO lock queue and the lease deadline of each waiter
+    P{prompts}:<scope>        string  the system prompt of a scope
+    P{prompts}:audit:<scope>  list    newest-first JSON audit records
+    P{usage}:<YYYY-MM-DD>     hash    token and reply counters per workspace/channel/user
+    Pcache:{<key>}            string  small adapter cache (user names)
+
+A turn costs three round trips when nobody else holds the conversation: `acquire` (dedupe +
+lock in one script), `load` (fitted history + scoped prompts, one pipeline), `commit` (append +
+trim + usage + release, one pipeline).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+import uuid
+from abc import ABC, abstractmethod
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from bot.trimming import StoredMessage, fit_newest
+
+log = logging.getLogger("threadwise.store")
+
+ONCE_TTL_SECONDS = 24 * 3600
+USAGE_TTL_SECONDS = 35 * 24 * 3600
+AUDIT_KEEP = 100
+
+
+class StoreUnavailable(Exception):
+    """The store cannot be reached; the responder turns this into a short apology."""
+
+
+def encode_message(msg: StoredMessage) -> str:
+    return f"{msg.tokens}\t{msg.role}\t{msg.name or ''}\t{msg.content}"
+
+
+def decode_message(raw: str | bytes) -> StoredMessage:
+    if isinstance(raw, bytes):
+        raw = raw.decode("utf-8")
+    tokens, role, name, content = raw.split("\t", 3)
+    return StoredMessage(role=role, content=content, tokens=int(tokens), name=name or None)
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """One reply's usage, attributed to its workspace, channel and user (SPEC §4)."""
+
+    workspace: str  # "slack:T1"
+    channel: str  # "slack:T1:C1"
+    user: str  # "slack:T1:U1"
+    prompt_tokens: int
+    completion_tokens: int
+    day: str = field(default_factory=lambda: time.strftime("%Y-%m-%d", time.gmtime()))
+
+    def fields(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for dim in (f"w|{self.workspace}", f"c|{self.channel}", f"u|{self.user}"):
+            out[f"{dim}|prompt"] = self.prompt_tokens
+            out[f"{dim}|completion"] = self.completion_tokens
+            out[f"{dim}|replies"] = 1
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class UsageTotals:
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    replies: int = 0
+
+    def __add__(self, other: UsageTotals) -> UsageTotals:
+        return UsageTotals(
+            self.prompt_tokens + other.prompt_tokens,
+            self.completion_tokens + other.completion_tokens,
+            self.replies + other.replies,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class AuditRecord:
+    at: float
+    scope: str
+    who: str
+    who_name: str
+    action: str  # "set" | "reset"
+    old: str | None
+    new: str | None
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {
+                "at": self.at,
+                "scope": self.scope,
+                "who": self.who,
+                "who_name": self.who_name,
+                "action": self.action,
+                "old": self.old,
+                "new": self.new,
+            },
+            ensure_ascii=False,
+        )
+
+    @classmethod
+    def from_json(cls, raw: str | bytes) -> AuditRecord:
+        d = json.loads(raw)
+        return cls(d["at"], d["scope"], d["who"], d["who_name"], d["action"], d["old"], d["new"])
+
+
+@dataclass(frozen=True, slots=True)
+class Context:
+    """What a turn needs from the store: fitted history and the prompts of each scope."""
+
+    history: list[StoredMessage]
+    prompts: dict[str, str | None]
+
+
+@dataclass(slots=True)
+class Turn:
+    """A held conversation lock; renewed in the background until released."""
+
+    conversation: str
+    token: str
+    waited: float = 0.0
+    released: bool = False
+    renewer: asyncio.Task[None] | None = None
+
+
+class Store(ABC):
+    """The one interface for state. `history_budget` is the most history worth keeping."""
+
+    def __init__(self, *, history_budget: int, history_ttl: int, lock_lease: float = 30.0):
+        self.history_budget = history_budget
+        self.history_ttl = history_ttl
+        self.lock_lease = lock_lease
+
+    # -- turns
+
+    @abstractmethod
+    async def acquire(
+        self, conversation: str, once_id: str | None, max_wait: float = 300.0
+    ) -> Turn | None:
+        """Claim a post exactly once and take the conversation's lock, waiting in FIFO order.
+
+        Returns None when `once_id` was seen before (a duplicate delivery or a retry).
+        """
+
+    @abstractmethod
+    async def release(self, turn: Turn) -> None:
+        """Give the lock up (idempotent)."""
+
+    @abstractmethod
+    async def load(self, conversation: str, budget: int, prompt_scopes: Sequence[str]) -> Context:
+        """The newest history within `budget` tokens and the prompt of each scope."""
+
+    @abstractmethod
+    async def commit(
+        self, turn: Turn, messages: Sequence[StoredMessage], usage: Usage | None
+    ) -> int:
+        """Append a turn, trim to `history_budget` atomically, record usage, release the lock.
+
+        Returns how many old messages trimming dropped.
+        """
+
+    @abstractmethod
+    async def clear(self, conversation: str) -> None:
+        """Forget a conversation's history (`!reset`); it stays an active thread."""
+
+    @abstractmethod
+    async def mark_active(self, conversation: str) -> None: ...
+
+    @abstractmethod
+    async def is_active(self, conversation: str) -> bool: ...
+
+    @abstractmethod
+    async def history(self, conversation: str) -> list[StoredMessage]:
+        """Everything stored (operators and tests; turns use `load`)."""
+
+    # -- prompts
+
+    @abstractmethod
+    async def get_prompts(self, scopes: Sequence[str]) -> dict[str, str | None]: ...
+
+    @abstractmethod
+    async def change_prompt(self, record: AuditRecord) -> str | None:
+        """Set (`record.new`) or remove (None) a scope's prompt and audit it atomically.
+
+        Returns the previous text; the stored audit record carries it as `old`.
+        """
+
+    @abstractmethod
+    async def prompt_history(self, scope: str, limit: int = 10) -> list[AuditRecord]: ...
+
+    # -- usage
+
+    @abstractmethod
+    async def usage(self, days: Sequence[str], dimension: str) -> dict[str, UsageTotals]:
+        """Totals per day for one dimension, e.g. `c|slack:T1:C1` or `w|slack:T1`."""
+
+    # -- small cache for adapters
+
+    @abstractmethod
+    async def cache_get(self, key: str) -> str | None: ...
+
+    @abstractmethod
+    async def cache_set(self, key: str, value: str, ttl_seconds: int) -> None: ...
+
+    @abstractmethod
+    async def cache_add(self, key: str, value: str, ttl_seconds: int) -> bool:
+        """Set only if absent; True when this call set it (once-per-conversation notices)."""
+
+    # -- lifecycle
+
+    @abstractmethod
+    async def ping(self) -> None:
+        """Raise StoreUnavailable when the store does not answer."""
+
+    async def close(self) -> None:
+        return None
+
+    # -- shared lock renewal
+
+    def _start_renewal(self, turn: Turn) -> None:
+        turn.renewer = asyncio.create_task(self._renew_loop(turn))
+
+    async def _renew_loop(self, turn: Turn) -> None:
+        while not turn.released:
+            await asyncio.sleep(self.lock_lease / 3)
+            if turn.released:
+                return
+            try:
+                if not await self._renew(turn):
+                    log.warning("lock lost", extra={"conversation": turn.conversation})
+                    return
+            except Exception:  # a blip; the lease outlives two missed renewals
+                log.warning("lock renewal failed", extra={"conversation": turn.conversation})
+
+    @abstractmethod
+    async def _renew(self, turn: Turn) -> bool: ...
+
+    @staticmethod
+    def _stop_renewal(turn: Turn) -> None:
+        turn.released = True
+        if turn.renewer is not None and turn.renewer is not asyncio.current_task():
+            turn.renewer.cancel()
+
+
+# ---------------------------------------------------------------------------------------------
+# Redis
+
+_ACQUIRE_FN = """
+local function acquire(q, l, tok, lease)
+  local t = redis.call('TIME')
+  local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  if redis.call('HSET', l, tok, now + lease) == 1 then redis.call('RPUSH', q, tok) end
+  redis.call('PEXPIRE', q, lease * 4)
+  redis.call('PEXPIRE', l, lease * 4)
+  while true do
+    local head = redis.call('LINDEX', q, 0)
+    if not head then
+      redis.call('RPUSH', q, tok)
+      head = tok
+    end
+    if head == tok then return 1 end
+    local deadline = tonumber(redis.call('HGET', l, head) or '0')
+    if deadline > now then return 0 end
+    redis.call('LPOP', q)
+    redis.call('HDEL', l, head)
+  end
+end
+"""
+
+# KEYS: once, queue, leases. ARGV: once ttl (s, or 0 = no marker), token, lease (ms).
+_BEGIN_LUA = (
+    _ACQUIRE_FN
+    + """
+if tonumber(ARGV[1]) > 0 then
+  if not redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) then return -1 end
+end
+return acquire(KEYS[2], KEYS[3], ARGV[2], tonumber(ARGV[3]))
+"""
+)
+
+# KEYS: queue, leases. ARGV: token, lease (ms).
+_TRY_LUA = _ACQUIRE_FN + "return acquire(KEYS[1], KEYS[2], ARGV[1], tonumber(ARGV[2]))"
+
+# KEYS: queue, leases. ARGV: token, lease (ms).
+_RENEW_LUA = """
+if redis.call('HEXISTS', KEYS[2], ARGV[1]) == 0 then return 0 end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('HSET', KEYS[2], ARGV[1], now + tonumber(ARGV[2]))
+redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[2]) * 4)
+redis.call('PEXPIRE', KEYS[2], tonumber(ARGV[2]) * 4)
+return 1
+"""
+
+# KEYS: queue, leases. ARGV: token.
+_RELEASE_LUA = """
+redis.call('LREM', KEYS[1], 1, ARGV[1])
+redis.call('HDEL', KEYS[2], ARGV[1])
+return 1
+"""
+
+# Newest messages within a budget, read backwards in chunks: the cost follows what fits, not
+# how long the stored list is. KEYS: history. ARGV: budget.
+_LOAD_LUA = """
+local budget = tonumber(ARGV[1])
+local n = redis.call('LLEN', KEYS[1])
+local out = {}
+local total = 0
+local hi = n - 1
+local full = false
+while hi >= 0 and not full do
+  local lo = hi - 63
+  if lo < 0 then lo = 0 end
+  local items = redis.call('LRANGE', KEYS[1], lo, hi)
+  for j = #items, 1, -1 do
+    local cost = tonumber(string.match(items[j], '^(%d+)'))
+    if total + cost > budget then
+      full = true
+      break
+    end
+    total = total + cost
+    out[#out + 1] = items[j]
+  end
+  hi = lo - 1
+end
+local res = {}
+local started = false
+for j = #out, 1, -1 do
+  if started or string.match(out[j], '^%d+\\tuser\\t') then
+    started = true
+    res[#res + 1] = out[j]
+  end
+end
+return res
+"""
+
+# Append a turn and trim the oldest whole messages until the total fits, keeping a user message
+# first. KEYS: history, total. ARGV: budget, ttl (s), messages...
+_APPEND_LUA = """
+local budget = tonumber(ARGV[1])
+local ttl = tonumber(ARGV[2])
+local total = tonumber(redis.call('GET', KEYS[2]) or '-1')
+if total < 0 then
+  total = 0
+  for _, v in ipairs(redis.call('LRANGE', KEYS[1], 0, -1)) do
+    total = total + tonumber(string.match(v, '^(%d+)'))
+  end
+end
+for i = 3, #ARGV do
+  redis.call('RPUSH', KEYS[1], ARGV[i])
+  total = total + tonumber(string.match(ARGV[i], '^(%d+)'))
+end
+local dropped = 0
+while true do
+  local head = redis.call('LINDEX', KEYS[1], 0)
+  if not head then
+    total = 0
+    break
+  end
+  if total <= budget and string.match(head, '^%d+\\tuser\\t') then break end
+  redis.call('LPOP', KEYS[1])
+  total = total - tonumber(string.match(head, '^(%d+)'))
+  dropped = dropped + 1
+end
+if total > 0 then
+  redis.call('EXPIRE', KEYS[1], ttl)
+  redis.call('SET', KEYS[2], total, 'EX', ttl)
+else
+  redis.call('DEL', KEYS[2])
+end
+return dropped
+"""
+
+# KEYS: prompt, audit. ARGV: new text ('' with ARGV[3]=='reset' to delete), record json
+# (without old), action, keep.
+_PROMPT_LUA = """
+local old = redis.call('GET', KEYS[1])
+if ARGV[3] == 'reset' then
+  redis.call('DEL', KEYS[1])
+else
+  redis.call('SET', KEYS[1], ARGV[1])
+end
+local rec = cjson.decode(ARGV[2])
+if old then rec['old'] = old else rec['old'] = cjson.null end
+redis.call('LPUSH', KEYS[2], cjson.encode(rec))
+redis.call('LTRIM', KEYS[2], 0, tonumber(ARGV[4]) - 1)
+return old
+"""
+
+
+class RedisStore(Store):
+    def __init__(
+        self,
+        url: str,
+        *,
+        prefix: str = "threadwise:",
+        history_budget: int,
+        history_ttl: int,
+        lock_lease: float = 30.0,
+        socket_timeout: float = 5.0,
+    ) -> None:
+        super().__init__(
+            history_budget=history_budget, history_ttl=history_ttl, lock_lease=lock_lease
+        )
+        import redis.asyncio as redis
+
+        self._redis_errors: tuple[type[BaseException], ...] = (
+            redis.RedisError,
+            OSError,
+            asyncio.TimeoutError,
+        )
+        self.prefix = prefix
+        self.r = redis.Redis.from_url(
+            url,
+            decode_responses=True,
+            socket_timeout=socket_timeout,
+            socket_connect_timeout=socket_timeout,
+            health_check_interval=30,
+            max_connections=256,
+        )
+        self._begin = self.r.register_script(_BEGIN_LUA)
+        self._try = self.r.register_script(_TRY_LUA)
+        self._renew_s = self.r.register_script(_RENEW_LUA)
+        self._release = self.r.register_script(_RELEASE_LUA)
+        self._load = self.r.register_script(_LOAD_LUA)
+        self._append = self.r.register_script(_APPEND_LUA)
+        self._prompt = self.r.register_script(_PROMPT_LUA)
+
+    # keys
+    def _k(self, conversation: str, part: str) -> str:
+        return f"{self.prefix}{{{conversation}}}:{part}"
+
+    def _pk(self, scope: str) -> str:
+        return f"{self.prefix}{{prompts}}:{scope}"
+
+    def _uk(self, day: str) -> str:
+        return f"{self.prefix}{{usage}}:{day}"
+
+    @contextlib.asynccontextmanager
+    async def _guard(self):
+        try:
+            yield
+        except self._redis_errors as exc:
+            raise StoreUnavailable(f"Redis: {type(exc).__name__}: {exc}") from exc
+
+    async def acquire(
+        self, conversation: str, once_id: str | None, max_wait: float = 300.0
+    ) -> Turn | None:
+        token = uuid.uuid4().hex
+        lease_ms = int(self.lock_lease * 1000)
+        q, lk = self._k(conversation, "q"), self._k(conversation, "l")
+        once = self._k(conversation, f"o:{once_id}") if once_id else self._k(conversation, "o")
+        started = time.monotonic()
+        async with self._guard():
+            got = await self._begin(
+                keys=[once, q, lk],
+                args=[ONCE_TTL_SECONDS if once_id else 0, token, lease_ms],
+            )
+            if got == -1:
+                return None
+            delay = 0.005
+            try:
+                while got != 1:
+                    if time.monotonic() - started > max_wait:
+                        raise TimeoutError(f"waited {max_wait:.0f}s for conversation lock")
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 1.5, 0.1)
+                    got = await self._try(keys=[q, lk], args=[token, lease_ms])
+            except BaseException:
+                # Leave the queue now rather than block the thread until our lease runs out.
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(self._release(keys=[q, lk], args=[token]))
+                raise
+        turn = Turn(conversation, token, waited=time.monotonic() - started)
+        self._start_renewal(turn)
+        return turn
+
+    async def _renew(self, turn: Turn) -> bool:
+        q, lk = self._k(turn.conversation, "q"), self._k(turn.conversation, "l")
+        async with self._guard():
+            return bool(
+                await self._renew_s(keys=[q, lk], args=[turn.token, int(self.lock_lease * 1000)])
+            )
+
+    async def release(self, turn: Turn) -> None:
+        if turn.released:
+            return
+        self._stop_renewal(turn)
+        q, lk = self._k(turn.conversation, "q"), self._k(turn.conversation, "l")
+        async with self._guard():
+            await self._release(keys=[q, lk], args=[turn.token])
+
+    async def load(self, conversation: str, budget: int, prompt_scopes: Sequence[str]) -> Context:
+        async with self._guard():
+            async with self.r.pipeline(transaction=False) as pipe:
+                await self._load(
+                    keys=[self._k(conversation, "h")], args=[max(budget, 0)], client=pipe
+                )
+                if prompt_scopes:
+                    pipe.mget([self._pk(s) for s in prompt_scopes])
+                res = await pipe.execute()
+        history = [decode_message(x) for x in res[0]]
+        prompts = dict(zip(prompt_scopes, res[1], strict=True)) if prompt_scopes else {}
+        return Context(history, prompts)
+
+    async def commit(
+        self, turn: Turn, messages: Sequence[StoredMessage], usage: Usage | None
+    ) -> int:
+        conv = turn.conversation
+        self._stop_renewal(turn)
+        async with self._guard():
+            async with self.r.pipeline(transaction=False) as pipe:
+                await self._append(
+                    keys=[self._k(conv, "h"), self._k(conv, "t")],
+                    args=[self.history_budget, self.history_ttl]
+                    + [encode_message(m) for m in messages],
+                    client=pipe,
+                )
+                pipe.set(self._k(conv, "a"), "1", ex=self.history_ttl)
+                if usage is not None:
+                    key = self._uk(usage.day)
+                    for f, v in usage.fields().items():
+                        pipe.hincrby(key, f, v)
+                    pipe.expire(key, USAGE_TTL_SECONDS)
+                await self._release(
+                    keys=[self._k(conv, "q"), self._k(conv, "l")], args=[turn.token], client=pipe
+                )
+                res = await pipe.execute()
+        return int(res[0])
+
+    async def clear(self, conversation: str) -> None:
+        async with self._guard():
+            await self.r.delete(self._k(conversation, "h"), self._k(conversation, "t"))
+
+    async def mark_active(self, conversation: str) -> None:
+        async with self._guard():
+            await self.r.set(self._k(conversation, "a"), "1", ex=self.history_ttl)
+
+    async def is_active(self, conversation: str) -> bool:
+        async with self._guard():
+            return bool(await self.r.exists(self._k(conversation, "a")))
+
+    async def history(self, conversation: str) -> list[StoredMessage]:
+        async with self._guard():
+            raw = await self.r.lrange(self._k(conversation, "h"), 0, -1)
+        return [decode_message(x) for x in raw]
+
+    async def get_prompts(self, scopes: Sequence[str]) -> dict[str, str | None]:
+        if not scopes:
+            return {}
+        async with self._guard():
+            vals = await self.r.mget([self._pk(s) for s in scopes])
+        return dict(zip(scopes, vals, strict=True))
+
+    async def change_prompt(self, record: AuditRecord) -> str | None:
+        action = "reset" if record.new is None else "set"
+        async with self._guard():
+            return await self._prompt(
+                keys=[self._pk(record.scope), self._pk(f"audit:{record.scope}")],
+                args=[record.new or "", record.to_json(), action, AUDIT_KEEP],
+            )
+
+    async def prompt_history(self, scope: str, limit: int = 10) -> list[AuditRecord]:
+        async with self._guard():
+            raw = await self.r.lrange(self._pk(f"audit:{scope}"), 0, limit - 1)
+        return [AuditRecord.from_json(x) for x in raw]
+
+    async def usage(self, days: Sequence[str], dimension: str) -> dict[str, UsageTotals]:
+        names = [f"{dimension}|prompt", f"{dimension}|completion", f"{dimension}|replies"]
+        async with self._guard():
+            async with self.r.pipeline(transaction=False) as pipe:
+                for d in days:
+                    pipe.hmget(self._uk(d), names)
+                res = await pipe.execute()
+        return {
+            d: UsageTotals(*(int(v or 0) for v in vals)) for d, vals in zip(days, res, strict=True)
+        }
+
+    async def cache_get(self, key: str) -> str | None:
+        async with self._guard():
+            return await self.r.get(f"{self.prefix}cache:{{{key}}}")
+
+    async def cache_set(self, key: str, value: str, ttl_seconds: int) -> None:
+        async with self._guard():
+            await self.r.set(f"{self.prefix}cache:{{{key}}}", value, ex=ttl_seconds)
+
+    async def cache_add(self, key: str, value: str, ttl_seconds: int) -> bool:
+        async with self._guard():
+            return bool(
+                await self.r.set(f"{self.prefix}cache:{{{key}}}", value, ex=ttl_seconds, nx=True)
+            )
+
+    async def ping(self) -> None:
+        async with self._guard():
+            await self.r.ping()
+
+    async def close(self) -> None:
+        await self.r.aclose()
+
+
+# ---------------------------------------------------------------------------------------------
+# In process
+
+
+class _Expiring:
+    """A dict whose entries expire, pruned as it is used, never growing without bound."""
+
+    def __init__(self, max_items: int = 100_000) -> None:
+        self._d: OrderedDict[str, tuple[float, object]] = OrderedDict()
+        self.max_items = max_items
+
+    def get(self, key: str) -> object | None:
+        item = self._d.get(key)
+        if item is None:
+            return None
+        if item[0] < time.monotonic():
+            del self._d[key]
+            return None
+        return item[1]
+
+    def set(self, key: str, value: object, ttl: float) -> None:
+        self._d[key] = (time.monotonic() + ttl, value)
+        self._d.move_to_end(key)
+        while len(self._d) > self.max_items:
+            self._d.popitem(last=False)
+
+    def pop(self, key: str) -> None:
+        self._d.pop(key, None)
+
+
+class MemoryStore(Store):
+    """The same contract in one process, for the console and for running without Redis."""
+
+    def __init__(self, *, history_budget: int, history_ttl: int, lock_lease: float = 30.0):
+        super().__init__(
+            history_budget=history_budget, history_ttl=history_ttl, lock_lease=lock_lease
+        )
+        self._hist = _Expiring()
+        self._once = _Expiring()
+        self._active = _Expiring()
+        self._cache = _Expiring()
+        self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
+        self._prompts: dict[str, str] = {}
+        self._audit: dict[str, list[AuditRecord]] = {}
+        self._usage: dict[str, dict[str, int]] = {}
+
+    async def acquire(
+        self, conversation: str, once_id: str | None, max_wait: float = 300.0
+    ) -> Turn | None:
+        if once_id:
+            key = f"{conversation}|{once_id}"
+            if self._once.get(key) is not None:
+                return None
+            self._once.set(key, True, ONCE_TTL_SECONDS)
+        lock, users = self._locks.get(conversation, (asyncio.Lock(), 0))
+        self._locks[conversation] = (lock, users + 1)
+        started = time.monotonic()
+        try:
+            await asyncio.wait_for(lock.acquire(), max_wait)
+        except BaseException:
+            self._unref(conversation)
+            raise
+        return Turn(conversation, uuid.uuid4().hex, waited=time.monotonic() - started)
+
+    def _unref(self, conversation: str) -> None:
+        lock, users = self._locks[conversation]
+        if users <= 1:
+            del self._locks[conversation]
+        else:
+            self._locks[conversation] = (lock, users - 1)
+
+    async def _renew(self, turn: Turn) -> bool:
+        return not turn.released
+
+    async def release(self, turn: Turn) -> None:
+        if turn.released:
+            return
+        turn.released = True
+        lock, _ = self._locks[turn.conversation]
+        lock.release()
+        self._unref(turn.conversation)
+
+    async def load(self, conversation: str, budget: int, prompt_scopes: Sequence[str]) -> Context:
+        stored = self._hist.get(conversation) or []
+        return Context(
+            fit_newest(stored, budget),  # type: ignore[arg-type]
+            {s: self._prompts.get(s) for s in prompt_scopes},
+        )
+
+    async def commit(
+        self, turn: Turn, messages: Sequence[StoredMessage], usage: Usage | None
+    ) -> int:
+        conv = turn.conversation
+        stored: list[StoredMessage] = list(self._hist.get(conv) or [])  # type: ignore[arg-type]
+        stored.extend(messages)
+        kept = fit_newest(stored, self.history_budget)
+        self._hist.set(conv, kept, self.history_ttl)
+        self._active.set(conv, True, self.history_ttl)
+        if usage is not None:
+            day = self._usage.setdefault(usage.day, {})
+            for f, v in usage.fields().items():
+                day[f] = day.get(f, 0) + v
+        await self.release(turn)
+        return len(stored) - len(kept)
+
+    async def clear(self, conversation: str) -> None:
+        self._hist.pop(conversation)
+
+    async def mark_active(self, conversation: str) -> None:
+        self._active.set(conversation, True, self.history_ttl)
+
+    async def is_active(self, conversation: str) -> bool:
+        return self._active.get(conversation) is not None
+
+    async def history(self, conversation: str) -> list[StoredMessage]:
+        return list(self._hist.get(conversation) or [])  # type: ignore[call-overload]
+
+    async def get_prompts(self, scopes: Sequence[str]) -> dict[str, str | None]:
+        return {s: self._prompts.get(s) for s in scopes}
+
+    async def change_prompt(self, record: AuditRecord) -> str | None:
+        old = self._prompts.get(record.scope)
+        if record.new is None:
+            self._prompts.pop(record.scope, None)
+        else:
+            self._prompts[record.scope] = record.new
+        stored = AuditRecord(
+            record.at, record.scope, record.who, record.who_name, record.action, old, record.new
+        )
+        audit = self._audit.setdefault(record.scope, [])
+        audit.insert(0, stored)
+        del audit[AUDIT_KEEP:]
+        return old
+
+    async def prompt_history(self, scope: str, limit: int = 10) -> list[AuditRecord]:
+        return list(self._audit.get(scope, [])[:limit])
+
+    async def usage(self, days: Sequence[str], dimension: str) -> dict[str, UsageTotals]:
+        out = {}
+        for d in days:
+            day = self._usage.get(d, {})
+            out[d] = UsageTotals(
+                day.get(f"{dimension}|prompt", 0),
+                day.get(f"{dimension}|completion", 0),
+                day.get(f"{dimension}|replies", 0),
+            )
+        return out
+
+    async def cache_get(self, key: str) -> str | None:
+        return self._cache.get(key)  # type: ignore[return-value]
+
+    async def cache_set(self, key: str, value: str, ttl_seconds: int) -> None:
+        self._cache.set(key, value, ttl_seconds)
+
+    async def cache_add(self, key: str, value: str, ttl_seconds: int) -> bool:
+        if self._cache.get(key) is not None:
+            return False
+        self._cache.set(key, value, ttl_seconds)
+        return True
+
+    async def ping(self) -> None:
+        return None
+
+
+def make_store(settings) -> Store:
+    """Redis when `REDIS_URL` is set, else the in-process store."""
+    common = {
+        "history_budget": settings.history_budget,
+        "history_ttl": settings.history_ttl_seconds,
+    }
+    if settings.redis_url is not None:
+        return RedisStore(
+            settings.redis_url.get_secret_value(), prefix=settings.redis_key_prefix, **common
+        )
+    return MemoryStore(**common)
