@@ -109,5 +109,14 @@ def setup_logging(level: str, fmt: str, secrets: Iterable[str] = (), stream=None
     root.addHandler(handler)
     root.setLevel(level)
     # Libraries log request bodies and headers at DEBUG; keep them quiet unless asked.
-    for noisy in ("openai", "httpx", "httpx2", "httpcore", "slack_bolt", "slack_sdk", "msal", "azure"):
+    for noisy in (
+        "openai",
+        "httpx",
+        "httpx2",
+        "httpcore",
+        "slack_bolt",
+        "slack_sdk",
+        "msal",
+        "azure",
+    ):
         logging.getLogger(noisy).setLevel(max(logging.getLevelName(level), logging.WARNING))

@@ -20,7 +20,7 @@ from bot.metrics import Metrics
 from bot.prompts import Prompts, channel_scope, scopes_for, workspace_scope
 from bot.store import Store, StoreUnavailable, Usage
 from bot.tokens import REPLY_PRIMING, TokenCounter
-from bot.trimming import StoredMessage, fit_newest, history_budget
+from bot.trimming import StoredMessage, fit_newest, fit_prompt
 
 log = logging.getLogger("threadwise.responder")
 
@@ -162,12 +162,15 @@ class Responder:
         ceiling = self.token_limit - self.max_response_tokens - REPLY_PRIMING - user_tokens
         ctx = await self.store.load(conv, max(ceiling, 0), scopes)
         prompt = self.prompts.resolve(scopes, ctx.prompts)
-        system_tokens = await self.counter.amessage_tokens("system", prompt.text)
-        budget = history_budget(
-            self.token_limit, self.max_response_tokens, system_tokens, user_tokens
+        system_msg = StoredMessage(
+            "system", prompt.text, await self.counter.amessage_tokens("system", prompt.text)
         )
-        if budget < 0:
-            room = self.token_limit - self.max_response_tokens - REPLY_PRIMING - system_tokens
+        user_msg = StoredMessage("user", text, user_tokens, name)
+        fitted = fit_prompt(
+            system_msg, ctx.history, user_msg, self.token_limit, self.max_response_tokens
+        )
+        if fitted is None:
+            room = self.token_limit - self.max_response_tokens - REPLY_PRIMING - system_msg.tokens
             await reply.send(
                 f"Your message is {user_tokens:,} tokens, but this bot can take at most "
                 f"{max(room, 0):,} tokens per message (TOKEN_LIMIT {self.token_limit:,}, less "
@@ -175,10 +178,9 @@ class Responder:
                 "Please shorten it or split it up."
             )
             return
-        history = fit_newest(ctx.history, budget)
+        history = fitted[1:-1]
         if len(history) < len(ctx.history):
             self.metrics.trimmed.inc(len(ctx.history) - len(history))
-        user_msg = StoredMessage("user", text, user_tokens, name)
 
         await reply.typing()
         stream = reply.stream()
@@ -191,9 +193,7 @@ class Responder:
         started = time.monotonic()
         completion: Completion | None = None
         for attempt in (1, 2):
-            messages = [{"role": "system", "content": prompt.text}]
-            messages += [m.to_openai() for m in history]
-            messages.append(user_msg.to_openai())
+            messages = [m.to_openai() for m in (system_msg, *history, user_msg)]
             try:
                 completion = await self.llm.stream(messages, on_delta)
                 break
@@ -202,7 +202,8 @@ class Responder:
                 log.warning("model call failed: %s", exc.kind)
                 if exc.kind == "context_length" and attempt == 1 and not shown:
                     # Our count disagreed with the service's: trim harder once and retry.
-                    history = fit_newest(history, budget // 2)
+                    kept = sum(m.tokens for m in history)
+                    history = fit_newest(history, kept // 2)
                     continue
                 await self._fail(exc, reply, stream, "".join(shown))
                 return

@@ -658,6 +658,7 @@ class MemoryStore(Store):
         self._active = _Expiring()
         self._cache = _Expiring()
         self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
+        self._holders: dict[str, str] = {}
         self._prompts: dict[str, str] = {}
         self._audit: dict[str, list[AuditRecord]] = {}
         self._usage: dict[str, dict[str, int]] = {}
@@ -678,7 +679,9 @@ class MemoryStore(Store):
         except BaseException:
             self._unref(conversation)
             raise
-        return Turn(conversation, uuid.uuid4().hex, waited=time.monotonic() - started)
+        turn = Turn(conversation, uuid.uuid4().hex, waited=time.monotonic() - started)
+        self._holders[conversation] = turn.token
+        return turn
 
     def _unref(self, conversation: str) -> None:
         lock, users = self._locks[conversation]
@@ -694,6 +697,9 @@ class MemoryStore(Store):
         if turn.released:
             return
         turn.released = True
+        if self._holders.get(turn.conversation) != turn.token:
+            return  # not the holder (as in Redis, releasing a lock one does not hold is a no-op)
+        del self._holders[turn.conversation]
         lock, _ = self._locks[turn.conversation]
         lock.release()
         self._unref(turn.conversation)

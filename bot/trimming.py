@@ -54,3 +54,17 @@ def fit_newest(history: Sequence[StoredMessage], budget: int) -> list[StoredMess
     while start < len(history) and history[start].role != "user":
         start += 1
     return list(history[start:])
+
+
+def fit_prompt(
+    system: StoredMessage,
+    history: Sequence[StoredMessage],
+    new: StoredMessage,
+    token_limit: int,
+    max_response_tokens: int,
+) -> list[StoredMessage] | None:
+    """The prompt SPEC §3 describes, or None when the new message cannot fit even alone."""
+    budget = history_budget(token_limit, max_response_tokens, system.tokens, new.tokens)
+    if budget < 0:
+        return None
+    return [system, *fit_newest(history, budget), new]
