@@ -139,6 +139,45 @@ class Turn:
     waited: float = 0.0
     released: bool = False
     renewer: asyncio.Task[None] | None = None
+    local_held: bool = False
+
+
+class _FifoLocks:
+    """Per-key FIFO locks within one process, dropped when nobody uses them (bounded memory).
+
+    asyncio.Lock wakes waiters in arrival order; Redis connections do not preserve the order
+    of commands sent by different tasks, so the local queue is what keeps one process's
+    messages of a conversation in arrival order.
+    """
+
+    def __init__(self) -> None:
+        self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
+
+    async def acquire(self, key: str, max_wait: float) -> None:
+        lock, users = self._locks.get(key, (None, 0))
+        if lock is None:
+            lock = asyncio.Lock()
+        self._locks[key] = (lock, users + 1)
+        try:
+            await asyncio.wait_for(lock.acquire(), max_wait)
+        except BaseException:
+            self._unref(key)
+            raise
+
+    def release(self, key: str) -> None:
+        lock, _ = self._locks[key]
+        lock.release()
+        self._unref(key)
+
+    def _unref(self, key: str) -> None:
+        lock, users = self._locks[key]
+        if users <= 1:
+            del self._locks[key]
+        else:
+            self._locks[key] = (lock, users - 1)
+
+    def __len__(self) -> int:
+        return len(self._locks)
 
 
 class Store(ABC):
@@ -428,6 +467,7 @@ class RedisStore(Store):
             asyncio.TimeoutError,
         )
         self.prefix = prefix
+        self._fifo = _FifoLocks()
         self.r = redis.Redis.from_url(
             url,
             decode_responses=True,
@@ -469,29 +509,40 @@ class RedisStore(Store):
         q, lk = self._k(conversation, "q"), self._k(conversation, "l")
         once = self._k(conversation, f"o:{once_id}") if once_id else self._k(conversation, "o")
         started = time.monotonic()
-        async with self._guard():
-            got = await self._begin(
-                keys=[once, q, lk],
-                args=[ONCE_TTL_SECONDS if once_id else 0, token, lease_ms],
-            )
-            if got == -1:
-                return None
-            delay = 0.005
-            try:
-                while got != 1:
-                    if time.monotonic() - started > max_wait:
-                        raise TimeoutError(f"waited {max_wait:.0f}s for conversation lock")
-                    await asyncio.sleep(delay)
-                    delay = min(delay * 1.5, 0.1)
-                    got = await self._try(keys=[q, lk], args=[token, lease_ms])
-            except BaseException:
-                # Leave the queue now rather than block the thread until our lease runs out.
-                with contextlib.suppress(Exception):
-                    await asyncio.shield(self._release(keys=[q, lk], args=[token]))
-                raise
-        turn = Turn(conversation, token, waited=time.monotonic() - started)
+        await self._fifo.acquire(conversation, max_wait)
+        try:
+            async with self._guard():
+                got = await self._begin(
+                    keys=[once, q, lk],
+                    args=[ONCE_TTL_SECONDS if once_id else 0, token, lease_ms],
+                )
+                if got == -1:
+                    self._fifo.release(conversation)
+                    return None
+                delay = 0.005
+                try:
+                    while got != 1:
+                        if time.monotonic() - started > max_wait:
+                            raise TimeoutError(f"waited {max_wait:.0f}s for conversation lock")
+                        await asyncio.sleep(delay)
+                        delay = min(delay * 1.5, 0.1)
+                        got = await self._try(keys=[q, lk], args=[token, lease_ms])
+                except BaseException:
+                    # Leave the queue now rather than block the thread until our lease ends.
+                    with contextlib.suppress(Exception):
+                        await asyncio.shield(self._release(keys=[q, lk], args=[token]))
+                    raise
+        except BaseException:
+            self._fifo.release(conversation)
+            raise
+        turn = Turn(conversation, token, waited=time.monotonic() - started, local_held=True)
         self._start_renewal(turn)
         return turn
+
+    def _drop_local(self, turn: Turn) -> None:
+        if turn.local_held:
+            turn.local_held = False
+            self._fifo.release(turn.conversation)
 
     async def _renew(self, turn: Turn) -> bool:
         q, lk = self._k(turn.conversation, "q"), self._k(turn.conversation, "l")
@@ -505,8 +556,11 @@ class RedisStore(Store):
             return
         self._stop_renewal(turn)
         q, lk = self._k(turn.conversation, "q"), self._k(turn.conversation, "l")
-        async with self._guard():
-            await self._release(keys=[q, lk], args=[turn.token])
+        try:
+            async with self._guard():
+                await self._release(keys=[q, lk], args=[turn.token])
+        finally:
+            self._drop_local(turn)
 
     async def load(self, conversation: str, budget: int, prompt_scopes: Sequence[str]) -> Context:
         async with self._guard():
@@ -526,6 +580,14 @@ class RedisStore(Store):
     ) -> int:
         conv = turn.conversation
         self._stop_renewal(turn)
+        try:
+            return await self._commit(conv, turn, messages, usage)
+        finally:
+            self._drop_local(turn)
+
+    async def _commit(
+        self, conv: str, turn: Turn, messages: Sequence[StoredMessage], usage: Usage | None
+    ) -> int:
         async with self._guard():
             async with self.r.pipeline(transaction=False) as pipe:
                 await self._append(
@@ -657,7 +719,7 @@ class MemoryStore(Store):
         self._once = _Expiring()
         self._active = _Expiring()
         self._cache = _Expiring()
-        self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
+        self._fifo = _FifoLocks()
         self._holders: dict[str, str] = {}
         self._prompts: dict[str, str] = {}
         self._audit: dict[str, list[AuditRecord]] = {}
@@ -671,24 +733,11 @@ class MemoryStore(Store):
             if self._once.get(key) is not None:
                 return None
             self._once.set(key, True, ONCE_TTL_SECONDS)
-        lock, users = self._locks.get(conversation, (asyncio.Lock(), 0))
-        self._locks[conversation] = (lock, users + 1)
         started = time.monotonic()
-        try:
-            await asyncio.wait_for(lock.acquire(), max_wait)
-        except BaseException:
-            self._unref(conversation)
-            raise
+        await self._fifo.acquire(conversation, max_wait)
         turn = Turn(conversation, uuid.uuid4().hex, waited=time.monotonic() - started)
         self._holders[conversation] = turn.token
         return turn
-
-    def _unref(self, conversation: str) -> None:
-        lock, users = self._locks[conversation]
-        if users <= 1:
-            del self._locks[conversation]
-        else:
-            self._locks[conversation] = (lock, users - 1)
 
     async def _renew(self, turn: Turn) -> bool:
         return not turn.released
@@ -700,9 +749,7 @@ class MemoryStore(Store):
         if self._holders.get(turn.conversation) != turn.token:
             return  # not the holder (as in Redis, releasing a lock one does not hold is a no-op)
         del self._holders[turn.conversation]
-        lock, _ = self._locks[turn.conversation]
-        lock.release()
-        self._unref(turn.conversation)
+        self._fifo.release(turn.conversation)
 
     async def load(self, conversation: str, budget: int, prompt_scopes: Sequence[str]) -> Context:
         stored = self._hist.get(conversation) or []

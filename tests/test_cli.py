@@ -1,0 +1,114 @@
+"""`threadwise chat`, `doctor` and settings errors, run as real subprocesses."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+
+from tests.fakes.fake_openai import FakeOpenAI
+from tests.helpers import base_env
+
+
+async def run(args, env, stdin: str = "", cwd=None) -> tuple[int, str, str]:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "bot",
+        *args,
+        env=base_env(**env),
+        cwd=cwd,
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(proc.communicate(stdin.encode()), 60)
+    return proc.returncode, out.decode(), err.decode()
+
+
+async def test_chat_streams_replies_and_remembers_the_thread_across_runs(
+    redis_url, key_prefix, tmp_path
+):
+    async with FakeOpenAI() as fake:
+        env = {
+            "OPENAI_BASE_URL": fake.base_url,
+            "OPENAI_API_KEY": "k",
+            "AZURE_OPENAI_DEPLOYMENT": "gpt-4o",
+            "REDIS_URL": redis_url,
+            "REDIS_KEY_PREFIX": key_prefix,
+        }
+        code, out, err = await run(["chat", "--thread", "t1"], env, "first question\n", tmp_path)
+        assert code == 0, err
+        assert "Echo: first question" in out
+        code, out, err = await run(["chat", "--thread", "t1"], env, "second\n!help\n", tmp_path)
+        assert code == 0, err
+        assert "Echo: second" in out and "!reset" in out
+        sent = [m["content"] for m in fake.last_messages()]
+        assert sent[1:] == ["first question", "Echo: first question", "second"]
+        # another thread has its own memory
+        await run(["chat", "--thread", "other"], env, "hello\n", tmp_path)
+        assert [m["content"] for m in fake.last_messages()][1:] == ["hello"]
+
+
+async def test_chat_without_redis_uses_the_in_process_store(tmp_path):
+    async with FakeOpenAI() as fake:
+        env = {
+            "OPENAI_BASE_URL": fake.base_url,
+            "OPENAI_API_KEY": "k",
+            "AZURE_OPENAI_DEPLOYMENT": "d",
+        }
+        code, out, _ = await run(["chat"], env, "a\nb\n", tmp_path)
+    assert code == 0
+    assert "memory in memory" in out
+    assert "Echo: b" in out
+
+
+async def test_missing_setting_stops_with_one_line_naming_it(tmp_path):
+    code, _, err = await run(["chat"], {"OPENAI_API_KEY": "k"}, "", tmp_path)
+    assert code == 2
+    assert err.strip().count("\n") == 0
+    assert "AZURE_OPENAI_ENDPOINT" in err
+
+
+async def test_invalid_setting_stops_with_one_line_naming_it(tmp_path):
+    code, _, err = await run(["chat"], {"TOKEN_LIMIT": "lots"}, "", tmp_path)
+    assert code == 2
+    assert err.startswith("threadwise: TOKEN_LIMIT:")
+    assert err.strip().count("\n") == 0
+
+
+async def test_secret_values_are_not_echoed_in_setting_errors(tmp_path):
+    code, _, err = await run(["chat"], {"REDIS_URL": "http://user:hunter2@x"}, "", tmp_path)
+    assert code == 2 and "REDIS_URL" in err and "hunter2" not in err
+
+
+async def test_serve_refuses_to_start_without_any_platform(tmp_path):
+    env = {"OPENAI_BASE_URL": "http://127.0.0.1:9/v1/", "AZURE_OPENAI_DEPLOYMENT": "d"}
+    code, _, err = await run(["serve"], env, "", tmp_path)
+    assert code == 2
+    assert "no platform configured" in err
+
+
+async def test_doctor_reports_what_works_and_what_to_fix(redis_url, tmp_path):
+    async with FakeOpenAI() as fake:
+        env = {
+            "OPENAI_BASE_URL": fake.base_url,
+            "OPENAI_API_KEY": "k",
+            "AZURE_OPENAI_DEPLOYMENT": "gpt-4o",
+            "REDIS_URL": redis_url,
+        }
+        code, out, _ = await run(["doctor"], env, "", tmp_path)
+        assert code == 0, out
+        assert "✓ redis" in out and "✓ model" in out
+        env["REDIS_URL"] = "redis://127.0.0.1:9/0"
+        code, out, _ = await run(["doctor"], env, "", tmp_path)
+    assert code == 1
+    assert "✗ redis" in out
+    assert "did not answer" in out
+
+
+async def test_doctor_names_the_missing_deployment(tmp_path):
+    code, out, _ = await run(
+        ["doctor"], {"OPENAI_BASE_URL": "http://127.0.0.1:9/v1/"}, "", tmp_path
+    )
+    assert code == 1
+    assert "set AZURE_OPENAI_DEPLOYMENT" in out
