@@ -1,0 +1,9 @@
+"""Microsoft Teams adapter, built on the Microsoft 365 Agents SDK.
+
+`TeamsAdapter` mounts `POST /api/messages`, authenticates Bot Framework requests, maps Teams
+activities to `IncomingMessage` and posts replies (streamed in 1:1 chats) through the connector.
+"""
+
+from adapters.teams.adapter import TeamsAdapter
+
+__all__ = ["TeamsAdapter"]

@@ -1,0 +1,236 @@
+"""The Teams edge: POST /api/messages on the shared aiohttp server.
+
+A request is authenticated (Bot Framework JWT, unless anonymous mode), parsed into the Agents
+SDK's `Activity`, answered 200 at once, and handed on: a `message` for the bot becomes an
+`IncomingMessage` submitted to the core's responder with a `TeamsReplyTarget` that posts the
+answer later through the connector; a `conversationUpdate` that adds the bot gets a one-line
+welcome, once per conversation. Everything else is acknowledged and ignored.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+
+from aiohttp import web
+from microsoft_agents.activity import Activity
+from microsoft_agents.hosting.core import RestChannelServiceClientFactory
+from pydantic import ValidationError
+
+from adapters.teams.auth import (
+    RequestAuthenticator,
+    Unauthorized,
+    auth_configuration,
+    connection_manager,
+)
+from adapters.teams.mapping import bot_ids, is_personal, to_incoming
+from adapters.teams.replies import ConnectorError, Destination, Outbound, TeamsReplyTarget
+from bot.messages import Cache, MessageHandler
+from bot.metrics import Metrics
+
+log = logging.getLogger("threadwise.teams")
+
+ROUTE = "/api/messages"
+WELCOME_TTL_SECONDS = 400 * 24 * 3600  # a reinstall after a year may say hello again
+WELCOME_PERSONAL = (
+    "Hi, I'm Threadwise: write to me here and I'll answer with the team's AI assistant; "
+    "`!help` lists commands."
+)
+WELCOME_SHARED = (
+    "Hi, I'm Threadwise: @mention me in a message and I'll answer in that thread; "
+    "`!help` lists commands."
+)
+_KNOWN_KINDS = {
+    "message",
+    "conversationUpdate",
+    "installationUpdate",
+    "invoke",
+    "messageReaction",
+    "messageUpdate",
+    "messageDelete",
+    "event",
+    "typing",
+    "endOfConversation",
+}
+
+
+class BadRequest(Exception):
+    """A malformed body: 400."""
+
+
+class TeamsAdapter:
+    """Microsoft Teams through the Microsoft 365 Agents SDK (see the package docstring)."""
+
+    name = "teams"
+
+    def __init__(
+        self,
+        *,
+        app_id: str | None,
+        app_password: str | None,
+        tenant_id: str | None,
+        app_type: str,
+        allow_anonymous: bool,
+        handler: MessageHandler,
+        cache: Cache,
+        metrics: Metrics,
+    ) -> None:
+        self.app_id = app_id or None
+        self.handler = handler
+        self.cache = cache
+        self.metrics = metrics
+        self.anonymous = self.app_id is None
+        if self.anonymous:
+            if not allow_anonymous:
+                raise ValueError(
+                    "MICROSOFT_APP_ID: not set; Teams needs the bot's app id "
+                    "(or TEAMS_ALLOW_ANONYMOUS=true for local test clients)"
+                )
+            config = None
+            self.authenticator: RequestAuthenticator | None = None
+            log.warning(
+                "TEAMS ANONYMOUS MODE: MICROSOFT_APP_ID is empty and TEAMS_ALLOW_ANONYMOUS is "
+                "on, so POST %s accepts requests WITHOUT authentication and replies without "
+                "credentials. Use this only with local test clients (Agents Playground), "
+                "never on a reachable address.",
+                ROUTE,
+            )
+        else:
+            config = auth_configuration(
+                app_id=self.app_id,
+                app_password=app_password,
+                tenant_id=tenant_id,
+                app_type=app_type,
+            )
+            self.authenticator = RequestAuthenticator(config)
+            if allow_anonymous:
+                log.warning("TEAMS_ALLOW_ANONYMOUS is ignored: MICROSOFT_APP_ID is set")
+        factory = RestChannelServiceClientFactory(connection_manager(config))
+        self.outbound = Outbound(
+            factory, app_id=self.app_id, anonymous=self.anonymous, metrics=metrics
+        )
+        self._closing = False
+        self._tasks: set[asyncio.Task] = set()
+
+    # -- the Adapter protocol
+
+    def routes(self) -> list[str]:
+        return [f"POST {ROUTE}" + (" (anonymous)" if self.anonymous else "")]
+
+    def mount(self, app: web.Application) -> None:
+        app.router.add_post(ROUTE, self.handle_request)
+
+    async def start(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        self._closing = True
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=10)
+        await self.outbound.aclose()
+
+    # -- HTTP
+
+    async def handle_request(self, request: web.Request) -> web.Response:
+        if self._closing:
+            return web.json_response({"error": "shutting down"}, status=503)
+        identity = None
+        if self.authenticator is not None:
+            try:
+                identity = await self.authenticator.authenticate(
+                    request.headers.get("Authorization")
+                )
+            except Unauthorized as exc:
+                return self._unauthorized(request, str(exc))
+        try:
+            activity = await _read_activity(request)
+        except BadRequest as exc:
+            log.warning("bad Teams request: %s", exc)
+            return web.json_response({"error": "malformed activity"}, status=400)
+        if identity is not None:
+            try:
+                RequestAuthenticator.check_service_url(identity, activity.service_url)
+            except Unauthorized as exc:
+                return self._unauthorized(request, str(exc))
+        kind = activity.type if activity.type in _KNOWN_KINDS else "other"
+        self.metrics.events.labels("teams", kind).inc()
+        if activity.type == "message":
+            self._on_message(activity)
+        elif activity.type == "conversationUpdate":
+            self._on_conversation_update(activity)
+        elif activity.type == "invoke":
+            # No cards or message extensions here; Teams expects an invoke response.
+            return web.json_response({}, status=200)
+        return web.Response(status=200)
+
+    def _unauthorized(self, request: web.Request, reason: str) -> web.Response:
+        self.metrics.errors.labels("teams_auth").inc()
+        log.warning("Teams request rejected (401): %s", reason)
+        return web.json_response(
+            {"error": "unauthorized"}, status=401, headers={"WWW-Authenticate": "Bearer"}
+        )
+
+    # -- activities
+
+    def _target(self, activity: Activity, *, streaming: bool) -> TeamsReplyTarget:
+        destination = Destination(activity.get_conversation_reference(), activity.id)
+        return TeamsReplyTarget(
+            self.outbound, destination, streaming=streaming, metrics=self.metrics
+        )
+
+    def _on_message(self, activity: Activity) -> None:
+        message = to_incoming(activity, self.app_id)
+        if message is None:
+            log.debug("Teams message not for the bot; ignored")
+            return
+        streaming = message.is_dm and str(activity.channel_id or "") == "msteams"
+        self.handler.submit(message, self._target(activity, streaming=streaming))
+
+    def _on_conversation_update(self, activity: Activity) -> None:
+        mine = bot_ids(activity, self.app_id)
+        added = activity.members_added or []
+        if not any(m.id and m.id.lower() in mine for m in added):
+            return
+        task = asyncio.get_running_loop().create_task(self._welcome(activity))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _welcome(self, activity: Activity) -> None:
+        conversation_id = activity.conversation.id if activity.conversation else ""
+        key = f"teams:welcomed:{conversation_id}"
+        try:
+            if await self.cache.cache_get(key):
+                return
+            await self.cache.cache_set(key, "1", WELCOME_TTL_SECONDS)
+        except Exception as exc:
+            log.warning("welcome skipped, cache unavailable: %s", type(exc).__name__)
+            return
+        text = WELCOME_PERSONAL if is_personal(activity) else WELCOME_SHARED
+        destination = Destination(activity.get_conversation_reference(), None)
+        try:
+            async with self.outbound.client(destination.service_url) as client:
+                await self.outbound.post(client, destination.message(text))
+        except ConnectorError as exc:
+            self.metrics.errors.labels("teams_connector").inc()
+            log.error("welcome not delivered: %s", exc)
+        else:
+            log.info("welcomed a new conversation")
+
+
+async def _read_activity(request: web.Request) -> Activity:
+    try:
+        body = json.loads(await request.read())
+    except (ValueError, UnicodeDecodeError):
+        raise BadRequest("body is not JSON") from None
+    if not isinstance(body, dict):
+        raise BadRequest("body is not a JSON object")
+    try:
+        activity = Activity.model_validate(body)
+    except (ValidationError, ValueError, TypeError):
+        raise BadRequest("body is not a Bot Framework activity") from None
+    if not activity.type or activity.conversation is None or not activity.conversation.id:
+        raise BadRequest("activity has no type or conversation id")
+    if activity.type in ("message", "conversationUpdate") and not activity.service_url:
+        raise BadRequest("activity has no serviceUrl")
+    return activity

@@ -1,0 +1,159 @@
+"""Bot Framework authentication for Teams: settings → Agents SDK connection, and request checks.
+
+Incoming requests are checked with the SDK's `JwtTokenValidator` (RS256 signature against the Bot
+Framework keys, audience = app id, issuer allow-list). Around it we add what the SDK leaves to the
+host: every failure (missing or malformed header, garbage, `alg: none`, a token with no `kid`, a
+key-set fetch error) becomes a 401, never a 500; the issuer is checked *before* any key fetch so a
+stranger's token cannot make us call out; and the token's `serviceurl` claim must name the same
+host as the activity's `serviceUrl` (botbuilder enforced this; the SDK only logs a mismatch).
+
+Outgoing calls get their tokens from the SDK's `MsalConnectionManager` (client secret for
+MultiTenant and SingleTenant bots, user-assigned managed identity for UserAssignedMSI).
+"""
+
+from __future__ import annotations
+
+import logging
+from urllib.parse import urlsplit
+
+import jwt
+from microsoft_agents.authentication.msal import MsalConnectionManager
+from microsoft_agents.hosting.core import (
+    AgentAuthConfiguration,
+    AuthenticationConstants,
+    AuthTypes,
+    ClaimsIdentity,
+)
+from microsoft_agents.hosting.core.authorization.jwt import JwtTokenValidator
+
+log = logging.getLogger("threadwise.teams")
+
+APP_TYPES = {
+    "multitenant": "MultiTenant",
+    "singletenant": "SingleTenant",
+    "userassignedmsi": "UserAssignedMSI",
+}
+
+# botbuilder's MultiTenant bots took their tokens from the `botframework.com` tenant; the SDK's
+# MSAL provider needs a tenant, so a MultiTenant app gets that one.
+MULTITENANT_AUTHORITY_TENANT = "botframework.com"
+
+# Bot Framework tokens carry a `serviceurl` claim; the SDK calls it this.
+SERVICE_URL_CLAIM = "serviceurl"
+
+
+class Unauthorized(Exception):
+    """The request has no valid Bot Framework token; the reason is for logs, never the caller."""
+
+
+def normalize_app_type(app_type: str | None) -> str:
+    key = (app_type or "MultiTenant").replace("_", "").replace("-", "").lower()
+    if key not in APP_TYPES:
+        raise ValueError(
+            f"MICROSOFT_APP_TYPE: {app_type!r} is not one of MultiTenant, SingleTenant, "
+            "UserAssignedMSI"
+        )
+    return APP_TYPES[key]
+
+
+def auth_configuration(
+    *, app_id: str, app_password: str | None, tenant_id: str | None, app_type: str
+) -> AgentAuthConfiguration:
+    """Threadwise's MICROSOFT_APP_* settings as the SDK's SERVICE_CONNECTION settings."""
+    kind = normalize_app_type(app_type)
+    if kind == "UserAssignedMSI":
+        return AgentAuthConfiguration(
+            auth_type=AuthTypes.user_managed_identity,
+            client_id=app_id,
+            tenant_id=tenant_id,
+            validate_issuer=True,
+            anonymous_allowed=False,
+        )
+    if not app_password:
+        raise ValueError(f"MICROSOFT_APP_PASSWORD: a {kind} app needs its client secret")
+    if kind == "SingleTenant":
+        if not tenant_id:
+            raise ValueError("MICROSOFT_APP_TENANT_ID: a SingleTenant app needs its tenant id")
+        tenant = tenant_id
+    else:
+        tenant = MULTITENANT_AUTHORITY_TENANT
+    return AgentAuthConfiguration(
+        auth_type=AuthTypes.client_secret,
+        client_id=app_id,
+        client_secret=app_password,
+        tenant_id=tenant,
+        validate_issuer=True,
+        anonymous_allowed=False,
+    )
+
+
+def connection_manager(config: AgentAuthConfiguration | None) -> MsalConnectionManager:
+    """The SDK's connection manager (token source for outgoing calls).
+
+    In anonymous mode it is never asked for a token (outgoing calls go unauthenticated), but the
+    SDK's client factory still wants one, so it gets an empty configuration.
+    """
+    return MsalConnectionManager(
+        connections_configurations={
+            "SERVICE_CONNECTION": config or AgentAuthConfiguration(anonymous_allowed=True)
+        }
+    )
+
+
+def _allowed_issuers(config: AgentAuthConfiguration) -> set[str]:
+    # The connection's issuers as the SDK computes them (Bot Framework's, and the app tenant's
+    # Entra issuers); the SDK's own VALIDATE_ISSUER check, run afterwards, accepts a superset.
+    issuers = [*config.ISSUERS, AuthenticationConstants.AGENTS_SDK_TOKEN_ISSUER]
+    return {issuer.lower() for issuer in issuers}
+
+
+def _same_host(a: str, b: str) -> bool:
+    try:
+        ha, hb = urlsplit(a).hostname, urlsplit(b).hostname
+    except ValueError:
+        return False
+    return bool(ha) and bool(hb) and ha.casefold() == hb.casefold()
+
+
+class RequestAuthenticator:
+    """Checks `Authorization: Bearer <jwt>` headers on POST /api/messages."""
+
+    def __init__(self, config: AgentAuthConfiguration) -> None:
+        self.config = config
+        self._validator = JwtTokenValidator(self.config)
+        self._issuers = _allowed_issuers(self.config)
+
+    async def authenticate(self, header: str | None) -> ClaimsIdentity:
+        if not header:
+            raise Unauthorized("no Authorization header")
+        scheme, _, token = header.strip().partition(" ")
+        token = token.strip()
+        if scheme.lower() != "bearer" or not token or any(c.isspace() for c in token):
+            raise Unauthorized("malformed Authorization header")
+        # Cheap checks on the unverified token first: they cost no key fetch, and they turn the
+        # shapes the SDK would trip over (no `kid` → KeyError) into plain rejections.
+        try:
+            header_fields = jwt.get_unverified_header(token)
+            claims = jwt.decode(token, options={"verify_signature": False})
+        except jwt.PyJWTError as exc:
+            raise Unauthorized(f"undecodable token ({type(exc).__name__})") from None
+        if header_fields.get("alg") != "RS256":
+            raise Unauthorized("token algorithm is not RS256")
+        if not isinstance(header_fields.get("kid"), str):
+            raise Unauthorized("token has no key id")
+        iss = claims.get("iss")
+        if not isinstance(iss, str) or iss.lower() not in self._issuers:
+            raise Unauthorized("token issuer not accepted")
+        try:
+            return await self._validator.validate_token(token)
+        except Exception as exc:  # PyJWTError, ValueError, key-set fetch failures, anything
+            raise Unauthorized(f"token rejected ({type(exc).__name__})") from None
+
+    @staticmethod
+    def check_service_url(identity: ClaimsIdentity, service_url: str | None) -> None:
+        """The activity must come from the service its token was issued for."""
+        claim = identity.get_claim_value(SERVICE_URL_CLAIM)
+        if claim is None:
+            return  # tokens from other Microsoft services (e.g. agent-to-agent) carry none
+        if not service_url or not isinstance(claim, str) or not _same_host(claim, service_url):
+            raise Unauthorized("serviceUrl does not match the token's serviceurl claim")

@@ -1,0 +1,120 @@
+"""Teams activities → Threadwise's common message (SPEC.md §2).
+
+| conversationType | channel (= conversation key part)            | answered when          |
+|------------------|----------------------------------------------|------------------------|
+| personal         | the 1:1 chat's conversation id                | always                 |
+| groupChat        | the group chat's conversation id              | the bot is @mentioned  |
+| channel          | `19:…@thread.tacv2;messageid=<root id>`       | the bot is @mentioned  |
+
+The tenant is the workspace; the sender's AAD object id is the user id (`teams:<aad id>` in
+BOT_ADMINS). The bot's own `<at>…</at>` is removed; other people's become `@Name`.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+
+from microsoft_agents.activity import Activity
+
+from bot.messages import IncomingMessage
+
+PERSONAL = "personal"
+_AT_TAG = re.compile(r"<at>(.*?)</at>", re.IGNORECASE | re.DOTALL)
+_NBSP = re.compile(r"&nbsp;|\u00a0")
+
+
+def tenant_of(activity: Activity) -> str:
+    """The tenant id (`channelData.tenant.id`, else `conversation.tenantId`)."""
+    data = activity.channel_data
+    if isinstance(data, dict):
+        tenant = data.get("tenant")
+        if isinstance(tenant, dict) and isinstance(tenant.get("id"), str) and tenant["id"]:
+            return tenant["id"]
+    conv = activity.conversation
+    if conv is not None and conv.tenant_id:
+        return conv.tenant_id
+    # Not Teams (e.g. Azure's "Test in Web Chat"): the channel name keeps keys distinct.
+    return str(activity.channel_id or "unknown")
+
+
+def is_personal(activity: Activity) -> bool:
+    conv = activity.conversation
+    if conv is None:
+        return False
+    if conv.conversation_type:
+        return conv.conversation_type == PERSONAL
+    return not conv.is_group
+
+
+def bot_ids(activity: Activity, app_id: str | None) -> set[str]:
+    """Every id the bot may be mentioned by: the recipient id (`28:<app id>`) and the app id."""
+    ids: set[str] = set()
+    if activity.recipient is not None and activity.recipient.id:
+        ids.add(activity.recipient.id)
+    if app_id:
+        ids.update({app_id, f"28:{app_id}"})
+    return {i.lower() for i in ids}
+
+
+def clean_text(activity: Activity, app_id: str | None) -> tuple[str, bool]:
+    """The message text as the model should see it, and whether the bot was mentioned."""
+    text = activity.text or ""
+    mine = bot_ids(activity, app_id)
+    mentioned = False
+    for mention in activity.get_mentions():
+        account = mention.mentioned
+        if account is None:
+            continue
+        markup = mention.text or (f"<at>{account.name}</at>" if account.name else None)
+        is_bot = bool(account.id) and account.id.lower() in mine
+        mentioned = mentioned or is_bot
+        if not markup:
+            continue
+        if is_bot:
+            # The mention and the spaces around it go; one space keeps the words apart.
+            text = re.sub(r"[ \t]*" + re.escape(markup) + r"[ \t]*", " ", text, flags=re.I)
+        else:
+            name = _AT_TAG.sub(r"\1", markup).strip() or (account.name or "")
+            text = text.replace(markup, "@" + name)
+    # Mention markup without an entity (pasted text, old clients): keep the name readable.
+    text = _AT_TAG.sub(lambda m: "@" + m.group(1).strip(), text)
+    text = _NBSP.sub(" ", text)
+    return text.strip(), mentioned
+
+
+def is_from_a_bot(activity: Activity) -> bool:
+    """The bot's own posts and other bots' (`28:` ids, role `bot`) are never answered."""
+    sender = activity.from_property
+    if sender is None or not sender.id:
+        return True
+    if activity.recipient is not None and sender.id == activity.recipient.id:
+        return True
+    return sender.id.startswith("28:") or (sender.role or "").lower() == "bot"
+
+
+def to_incoming(activity: Activity, app_id: str | None) -> IncomingMessage | None:
+    """The common message for a Teams `message` activity, or None when it is not for the bot."""
+    if activity.type != "message" or activity.conversation is None:
+        return None
+    if is_from_a_bot(activity):
+        return None
+    text, mentioned = clean_text(activity, app_id)
+    personal = is_personal(activity)
+    if not (personal or mentioned):
+        return None  # group chats and channels: only messages that @mention the bot
+    sender = activity.from_property
+    assert sender is not None and sender.id
+    return IncomingMessage(
+        platform="teams",
+        workspace=tenant_of(activity),
+        channel=activity.conversation.id,
+        thread=None,
+        user_id=sender.aad_object_id or sender.id,
+        user_name=sender.name or "",
+        text=text,
+        message_id=activity.id or uuid.uuid4().hex,
+        is_dm=personal,
+        mentions_bot=mentioned or personal,
+        event_id=activity.id,
+    )
