@@ -55,31 +55,56 @@ class Command:
 
 
 def _split_word(text: str) -> tuple[str, str]:
-    """First whitespace-separated word and the rest with its own spacing kept."""
+    """First whitespace-separated word and the rest exactly as typed (its separator included)."""
     stripped = text.lstrip()
-    if not stripped:
-        return "", ""
     i = 0
     while i < len(stripped) and not stripped[i].isspace():
         i += 1
-    rest = stripped[i:]
-    # Drop the one separator (a space or a newline) after the word; keep the text as typed.
-    if rest[:1] in (" ", "\t"):
-        rest = rest[1:]
-    elif rest[:1] == "\n":
-        rest = rest[1:]
-    return stripped[:i], rest
+    return stripped[:i], stripped[i:]
+
+
+def _body(rest: str) -> str:
+    """The text after the command words, as typed: Slack and Teams formatting and newlines kept.
+
+    Text on the command's own line loses only the spaces after the command words; text that
+    starts on a later line keeps its indentation (a code block, a nested list). Blank lines
+    before it and whitespace after it carry no meaning and go.
+    """
+    head, newline, tail = rest.partition("\n")
+    if head.strip():
+        return (head.lstrip() + newline + tail).rstrip()
+    while True:
+        line, newline, after = tail.partition("\n")
+        if not newline or line.strip():
+            break
+        tail = after
+    return tail.rstrip()
+
+
+_OPTIONS = ("--workspace", "--global")
+# Smart punctuation (macOS, iOS, Word-backed Teams clients) turns a typed `--` into a dash.
+_DASHES = ("\u2014", "\u2013")
+
+
+def _option(word: str) -> str:
+    w = word.lower()
+    if w[:1] in _DASHES and w[1:2].isalpha():
+        return "--" + w[1:]
+    return w
 
 
 def _scope_flag(ctx: CommandContext, rest: str) -> tuple[str, str]:
     word, after = _split_word(rest)
     m = ctx.message
-    if word == "--workspace":
+    opt = _option(word)
+    if opt == "--workspace":
         return workspace_scope(m.platform, m.workspace), after
-    if word == "--global":
+    if opt == "--global":
         return GLOBAL, after
-    if word.startswith("--"):
-        close = difflib.get_close_matches(word, ["--workspace", "--global"], n=1)
+    if opt == "--":  # the end of options: the text may itself start with `--`
+        return channel_scope(m.platform, m.workspace, m.channel), after
+    if opt.startswith("--"):
+        close = difflib.get_close_matches(opt, _OPTIONS, n=1)
         hint = f" Did you mean `{close[0]}`?" if close else ""
         raise UsageError(f"Unknown option `{word}`.{hint} Options: `--workspace`, `--global`.")
     return channel_scope(m.platform, m.workspace, m.channel), rest
@@ -89,10 +114,10 @@ def _when(ts: float) -> str:
     return dt.datetime.fromtimestamp(ts, dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
-def _quote(text: str | None, limit: int = 300) -> str:
+def _quote(text: str | None, limit: int | None = 300) -> str:
     if text is None:
         return "_(none)_"
-    short = text if len(text) <= limit else text[:limit] + "…"
+    short = text if limit is None or len(text) <= limit else text[:limit] + "…"
     return "\n".join("> " + line for line in short.splitlines() or [""])
 
 
@@ -127,26 +152,27 @@ _PROMPT_SUBS = ("show", "set", "reset", "history")
 
 
 async def cmd_prompt(ctx: CommandContext) -> str:
-    sub, rest = _split_word(ctx.args)
-    sub = sub or "show"
+    word, rest = _split_word(ctx.args)
+    sub = word.lower() or "show"
     if sub not in _PROMPT_SUBS:
         close = difflib.get_close_matches(sub, _PROMPT_SUBS, n=1)
         hint = f"Did you mean `!prompt {close[0]}`? " if close else ""
         raise UsageError(
-            f"Unknown `!prompt {sub}`. {hint}Use `!prompt show`, `{PROMPT_SET}`, "
+            f"Unknown `!prompt {word}`. {hint}Use `!prompt show`, `{PROMPT_SET}`, "
             "`!prompt reset [--workspace|--global]` or `!prompt history [--workspace|--global]`."
         )
     if sub == "show":
         eff = await ctx.prompts.effective(scopes_for(ctx.message))
+        # In full: adapters split long messages, and a clipped prompt would mislead.
         return f"System prompt in effect here (from the {scope_label(eff.scope)} scope):\n" + (
-            _quote(eff.text, 3000)
+            _quote(eff.text, None)
         )
     if not ctx.is_admin:
         raise PermissionError(f"prompt {sub}")
     scope, text = _scope_flag(ctx, rest)
     who, name = ctx.principal, ctx.message.user_name
     if sub == "set":
-        text = text.strip()
+        text = _body(text)
         if not text:
             raise UsageError(f"Usage: `{PROMPT_SET}` — the prompt text is missing.")
         try:
@@ -223,9 +249,12 @@ class Commands:
         self.store = store
         self.prompts = prompts
         self.admins = admins
+        # Teams AAD object ids are GUIDs, case-insensitive (portals and Graph differ in case);
+        # Slack ids are upper-case only, so folding cannot make two Slack users one.
+        self._admins = frozenset(a.strip().casefold() for a in admins)
 
     def is_admin(self, message: IncomingMessage) -> bool:
-        return message.platform == "console" or message.principal in self.admins
+        return message.platform == "console" or message.principal.casefold() in self._admins
 
     async def run(
         self, message: IncomingMessage, *, principal: str | None = None, admin: bool | None = None

@@ -6,6 +6,7 @@ change reaches every replica on its very next message with no cache to invalidat
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass
 
@@ -15,12 +16,13 @@ from bot.tokens import TokenCounter
 
 GLOBAL = "global"
 DEFAULT = "default"
+_REPLY_CHAIN = re.compile(";messageid=", re.IGNORECASE)
 
 
 def channel_scope(platform: str, workspace: str, channel: str) -> str:
     # A Teams channel conversation id names one reply chain (";messageid=…"); a channel's
     # prompt belongs to the whole channel.
-    return f"{platform}:{workspace}:{channel.split(';messageid=')[0]}"
+    return f"{platform}:{workspace}:{_REPLY_CHAIN.split(channel, 1)[0]}"
 
 
 def workspace_scope(platform: str, workspace: str) -> str:
@@ -41,7 +43,9 @@ def scope_label(scope: str) -> str:
         return "global"
     if scope == DEFAULT:
         return "default (SYSTEM_PROMPT)"
-    return "workspace" if scope.count(":") == 1 else "channel"
+    if scope.count(":") == 1:
+        return "tenant" if scope.startswith("teams:") else "workspace"
+    return "channel"
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +89,9 @@ class Prompts:
         )
 
     async def reset(self, scope: str, who: str, who_name: str) -> str | None:
+        """Remove a scope's prompt; returns the removed text, None (and no audit) if unset."""
+        if (await self.store.get_prompts([scope])).get(scope) is None:
+            return None  # nothing changes, so nothing to audit
         return await self.store.change_prompt(
             AuditRecord(time.time(), scope, who, who_name, "reset", None, None)
         )
