@@ -218,11 +218,14 @@ async def run_prompt(
     settings: Settings, action: str, text: str | None, scope: str, out: TextIO
 ) -> int:
     """The chat's `!prompt` handlers from a shell, recorded in the audit as `cli:<os user>`."""
-    parts = scope.split(":")
-    if scope != "global" and not (2 <= len(parts) <= 3 and all(parts)):
+    # A Teams channel id has colons of its own (19:…@thread.tacv2): split at most twice.
+    parts = scope.split(":", 2)
+    if scope != "global" and not (
+        2 <= len(parts) <= 3 and all(parts) and parts[0] in ("slack", "teams")
+    ):
         raise SettingsError(
             f"--scope: {scope!r} is not global, <platform>:<workspace> or "
-            "<platform>:<workspace>:<channel>"
+            "<platform>:<workspace>:<channel> (platform slack or teams)"
         )
     if action == "set" and text in (None, "-"):
         text = await asyncio.to_thread(sys.stdin.read)
@@ -247,11 +250,11 @@ async def run_prompt(
     )
     service = build_service(settings, with_model=False)
     try:
-        _, answer = await service.commands.run(message, principal=f"cli:{user}", admin=True)
+        result = await service.commands.run(message, principal=f"cli:{user}", admin=True)
     finally:
         await service.close()
-    print(answer, file=out)
-    return 0
+    print(result.text, file=out)
+    return 0 if result.ok else 1
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ import difflib
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from bot.messages import IncomingMessage
 from bot.prompts import (
@@ -178,10 +179,10 @@ async def cmd_prompt(ctx: CommandContext) -> str:
         try:
             old = await ctx.prompts.set(scope, text, who, name)
         except PromptTooLong as exc:
-            return (
+            raise UsageError(
                 f"That prompt is {exc.tokens} tokens; the limit is {exc.limit} "
                 "(PROMPT_MAX_TOKENS). Nothing changed."
-            )
+            ) from None
         was = " (it replaces the previous one)" if old is not None else ""
         return f"System prompt set for the {scope_label(scope)} scope{was}. It applies from now on."
     if text.strip():
@@ -242,6 +243,12 @@ def is_command(text: str) -> bool:
     return text.lstrip().startswith("!")
 
 
+class CommandResult(NamedTuple):
+    name: str  # for metrics ("unknown" when no such command)
+    text: str  # the answer to post
+    ok: bool  # False: refused, wrong usage or unknown — nothing changed
+
+
 class Commands:
     """Parses `!name args`, checks access in one place, runs the handler, returns the answer."""
 
@@ -258,8 +265,8 @@ class Commands:
 
     async def run(
         self, message: IncomingMessage, *, principal: str | None = None, admin: bool | None = None
-    ) -> tuple[str, str]:
-        """Returns (command name for metrics, answer text). Never raises on user input.
+    ) -> CommandResult:
+        """Runs one `!` command and says what to answer. Never raises on user input.
 
         `principal`/`admin` are for the operator's shell (`threadwise prompt`) only.
         """
@@ -269,7 +276,7 @@ class Commands:
         if cmd is None:
             close = difflib.get_close_matches(name, list(COMMANDS), n=1)
             hint = f"Did you mean `!{close[0]}`? " if close else ""
-            return "unknown", f"Unknown command `!{word}`. {hint}Try `!help`."
+            return CommandResult("unknown", f"Unknown command `!{word}`. {hint}Try `!help`.", False)
         who = principal or message.principal
         if admin is None:
             admin = self.is_admin(message)
@@ -277,18 +284,20 @@ class Commands:
         try:
             if cmd.admin and not admin:
                 raise PermissionError(name)
-            return name, await cmd.handler(ctx)
+            return CommandResult(name, await cmd.handler(ctx), True)
         except PermissionError as exc:
             log.warning(
                 "admin command refused",
                 extra={"user": who, "command": str(exc) or name},
             )
-            return name, (
+            return CommandResult(
+                name,
                 f"Sorry, only admins can use `!{exc or name}`. Admins are listed in the "
-                "BOT_ADMINS setting; ask one of them."
+                "BOT_ADMINS setting; ask one of them.",
+                False,
             )
         except UsageError as exc:
-            return name, str(exc)
+            return CommandResult(name, str(exc), False)
 
 
-__all__ = ["COMMANDS", "DEFAULT", "Commands", "is_command"]
+__all__ = ["COMMANDS", "DEFAULT", "CommandResult", "Commands", "is_command"]

@@ -142,10 +142,10 @@ class Responder:
                 await self.store.mark_active(conv)
                 await reply.send(EMPTY_MENTION)
             elif is_command(text):
-                name, answer = await self.commands.run(message)
-                self.metrics.commands.labels(name, "yes").inc()
-                log.info("command run", extra={"command": name})
-                await reply.send(answer)
+                result = await self.commands.run(message)
+                self.metrics.commands.labels(result.name, "yes" if result.ok else "no").inc()
+                log.info("command run", extra={"command": result.name, "ok": result.ok})
+                await reply.send(result.text)
             else:
                 await self._answer(message, reply, turn)
         finally:

@@ -562,15 +562,47 @@ class RedisStore(Store):
         finally:
             self._drop_local(turn)
 
-    async def load(self, conversation: str, budget: int, prompt_scopes: Sequence[str]) -> Context:
+    async def _pipeline(self, ops: list[tuple]) -> list:
+        """Run ops in one round trip; scripts go as EVALSHA with no SCRIPT EXISTS probe.
+
+        redis-py's pipelines ask SCRIPT EXISTS before every pipeline holding a script (an extra
+        round trip); we send EVALSHA directly and, if Redis lost its script cache (a restart),
+        load the scripts and re-run only the scripts that failed.
+        """
+        from redis.exceptions import NoScriptError
+
+        def queue(pipe, op):
+            if op[0] == "script":
+                _, script, keys, args = op
+                pipe.evalsha(script.sha, len(keys), *keys, *args)
+            else:
+                getattr(pipe, op[0])(*op[1:])
+
         async with self._guard():
             async with self.r.pipeline(transaction=False) as pipe:
-                await self._load(
-                    keys=[self._k(conversation, "h")], args=[max(budget, 0)], client=pipe
-                )
-                if prompt_scopes:
-                    pipe.mget([self._pk(s) for s in prompt_scopes])
-                res = await pipe.execute()
+                for op in ops:
+                    queue(pipe, op)
+                res = await pipe.execute(raise_on_error=False)
+            missing = [i for i, r in enumerate(res) if isinstance(r, NoScriptError)]
+            if missing:
+                for script in {ops[i][1] for i in missing}:
+                    await self.r.script_load(script.script)
+                async with self.r.pipeline(transaction=False) as pipe:
+                    for i in missing:
+                        queue(pipe, ops[i])
+                    again = await pipe.execute(raise_on_error=False)
+                for i, r in zip(missing, again, strict=True):
+                    res[i] = r
+        for r in res:
+            if isinstance(r, Exception):
+                raise StoreUnavailable(f"Redis: {type(r).__name__}: {r}") from r
+        return res
+
+    async def load(self, conversation: str, budget: int, prompt_scopes: Sequence[str]) -> Context:
+        ops: list[tuple] = [("script", self._load, [self._k(conversation, "h")], [max(budget, 0)])]
+        if prompt_scopes:
+            ops.append(("mget", [self._pk(s) for s in prompt_scopes]))
+        res = await self._pipeline(ops)
         history = [decode_message(x) for x in res[0]]
         prompts = dict(zip(prompt_scopes, res[1], strict=True)) if prompt_scopes else {}
         return Context(history, prompts)
@@ -588,24 +620,23 @@ class RedisStore(Store):
     async def _commit(
         self, conv: str, turn: Turn, messages: Sequence[StoredMessage], usage: Usage | None
     ) -> int:
-        async with self._guard():
-            async with self.r.pipeline(transaction=False) as pipe:
-                await self._append(
-                    keys=[self._k(conv, "h"), self._k(conv, "t")],
-                    args=[self.history_budget, self.history_ttl]
-                    + [encode_message(m) for m in messages],
-                    client=pipe,
-                )
-                pipe.set(self._k(conv, "a"), "1", ex=self.history_ttl)
-                if usage is not None:
-                    key = self._uk(usage.day)
-                    for f, v in usage.fields().items():
-                        pipe.hincrby(key, f, v)
-                    pipe.expire(key, USAGE_TTL_SECONDS)
-                await self._release(
-                    keys=[self._k(conv, "q"), self._k(conv, "l")], args=[turn.token], client=pipe
-                )
-                res = await pipe.execute()
+        ops: list[tuple] = [
+            (
+                "script",
+                self._append,
+                [self._k(conv, "h"), self._k(conv, "t")],
+                [self.history_budget, self.history_ttl, *(encode_message(m) for m in messages)],
+            ),
+            ("set", self._k(conv, "a"), "1", self.history_ttl),
+        ]
+        if usage is not None:
+            key = self._uk(usage.day)
+            ops += [("hincrby", key, f, v) for f, v in usage.fields().items()]
+            ops.append(("expire", key, USAGE_TTL_SECONDS))
+        ops.append(
+            ("script", self._release, [self._k(conv, "q"), self._k(conv, "l")], [turn.token])
+        )
+        res = await self._pipeline(ops)
         return int(res[0])
 
     async def clear(self, conversation: str) -> None:
@@ -768,6 +799,8 @@ class MemoryStore(Store):
         self._hist.set(conv, kept, self.history_ttl)
         self._active.set(conv, True, self.history_ttl)
         if usage is not None:
+            if usage.day not in self._usage and len(self._usage) >= 35:
+                del self._usage[min(self._usage)]  # kept 35 days, as in Redis
             day = self._usage.setdefault(usage.day, {})
             for f, v in usage.fields().items():
                 day[f] = day.get(f, 0) + v

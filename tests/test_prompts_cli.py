@@ -245,25 +245,15 @@ def test_threadwise_prompt_as_a_subprocess(redis_url, key_prefix, tmp_path):
     assert bad.stderr.startswith("threadwise: --scope:") and bad.stderr.count("\n") == 1
 
 
-# ---------------------------------------------------- known defects in bot/cli.py (strict)
+# ---------------------------------------------------- scope validation and exit codes
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bot/cli.py run_prompt accepts any platform: --scope bogus:T1 or Slack:T1 "
-    "stores a prompt no message ever reads",
-)
 @pytest.mark.parametrize("scope", ["bogus:T1", "Slack:T1:C1", "global:x"])
 def test_an_unknown_platform_in_the_scope_is_refused(shell, capsys, scope):
     code, _, err = run(capsys, "set", "Nope.", "--scope", scope)
     assert code == 2 and err.startswith("threadwise: --scope:")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bot/cli.py run_prompt splits --scope on every ':', so a Teams channel (its id "
-    "is 19:…@thread.tacv2) cannot be named",
-)
 def test_a_teams_channel_scope_can_be_named(shell, capsys, redis_url, key_prefix):
     scope = "teams:tenant-1:19:general@thread.tacv2"
     code, _, _ = run(capsys, "set", "For #general.", "--scope", scope)
@@ -271,11 +261,6 @@ def test_a_teams_channel_scope_can_be_named(shell, capsys, redis_url, key_prefix
     assert stored(redis_url, key_prefix, scope) == {scope: "For #general."}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bot/cli.py run_prompt exits 0 whatever the handler answered, so a refused "
-    "set (empty text, over PROMPT_MAX_TOKENS) looks like success to scripts",
-)
 def test_a_refused_set_exits_non_zero(shell, capsys, monkeypatch):
     monkeypatch.setenv("PROMPT_MAX_TOKENS", "5")
     code, out, _ = run(capsys, "set", "one two three four five six seven eight")

@@ -236,3 +236,40 @@ async def test_redis_keys_of_a_conversation_share_one_hash_slot(redis_url, key_p
     await store.close()
     conv_keys = [k for k in keys if "slack:T:C:1.2" in k]
     assert conv_keys and all("{slack:T:C:1.2}" in k for k in conv_keys)
+
+
+async def test_a_lost_script_cache_is_reloaded_without_double_counting(redis_url, key_prefix):
+    store = RedisStore(redis_url, prefix=key_prefix, history_budget=1000, history_ttl=60)
+    await turn_of(store, "c", 1)
+    r = aioredis.Redis.from_url(redis_url)
+    await r.script_flush()  # as after a Redis restart
+    await r.aclose()
+    turn = await store.acquire("c", "m2")
+    u = Usage("slack:T", "slack:T:C", "slack:T:U", 5, 1, day="2026-01-01")
+    await store.commit(turn, [msg("user", "q2"), msg("assistant", "a2")], u)
+    assert [m.content for m in (await store.load("c", 1000, [])).history][-2:] == ["q2", "a2"]
+    assert (await store.usage(["2026-01-01"], "w|slack:T"))["2026-01-01"].prompt_tokens == 5
+    await store.close()
+
+
+async def test_an_uncontended_turn_costs_three_round_trips(redis_url, key_prefix, monkeypatch):
+    from redis.asyncio.connection import Connection
+
+    store = RedisStore(redis_url, prefix=key_prefix, history_budget=1000, history_ttl=60)
+    await turn_of(store, "c", 0)  # scripts loaded, connections open
+    sends = 0
+    original = Connection.send_packed_command
+
+    async def counting(self, command, check_health=True):
+        nonlocal sends
+        sends += 1
+        return await original(self, command, check_health)
+
+    monkeypatch.setattr(Connection, "send_packed_command", counting)
+    turn = await store.acquire("c", "m1")
+    await store.load("c", 1000, ["slack:T:C", "slack:T", "global"])
+    u = Usage("slack:T", "slack:T:C", "slack:T:U", 5, 1)
+    await store.commit(turn, [msg("user", "q"), msg("assistant", "a")], u)
+    monkeypatch.undo()
+    await store.close()
+    assert sends == 3
