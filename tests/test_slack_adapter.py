@@ -137,6 +137,18 @@ async def test_url_verification_is_answered_with_the_challenge(h):
     assert json.loads(out) == {"challenge": "3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P"}
 
 
+async def test_ssl_check_and_unhandled_request_types_are_acknowledged(h):
+    for body in [
+        "token=legacy&ssl_check=1",
+        form({"payload": json.dumps({"type": "block_actions", "actions": [{"action_id": "x"}]})}),
+        json.dumps({"type": "app_rate_limited", "team_id": "T0FAKE", "minute_rate_limited": 1}),
+    ]:
+        ctype = "application/json" if body.startswith("{") else "application/x-www-form-urlencoded"
+        status, _, _ = await h.post(body, signed_headers(body, SECRET, content_type=ctype))
+        assert status == 200, body
+    assert h.handler.submitted == []
+
+
 async def test_channel_mention_becomes_an_incoming_message_for_its_thread(h):
     ts = new_ts()
     status, _, _ = await h.event(

@@ -395,3 +395,46 @@ async def test_ack_latency_with_a_model_delayed_five_seconds(service, model, sla
     assert pct(sequential + concurrent, 0.99) < 1000
     # Let the delayed answers land before the next test resets the fakes.
     await slack.wait_for(lambda s: len(s.calls_to("chat.stopStream")) >= 100, 60)
+
+
+# -- Socket Mode -----------------------------------------------------------------------------
+
+
+async def test_socket_mode_service_answers_events_without_a_public_url(
+    redis_url, model, slack, fresh
+):
+    from tests.fakes.fake_socket_mode import FakeSocketMode
+
+    prefix = f"tw-slack-sm-{uuid.uuid4().hex[:8]}:"
+    async with FakeSocketMode() as sm:
+        slack.socket_mode_url = sm.url
+        env = {
+            "SLACK_BOT_TOKEN": slack.token,
+            "SLACK_APP_TOKEN": slack.app_token,
+            "SLACK_API_URL": slack.api_url,
+            "OPENAI_BASE_URL": model.base_url,
+            "OPENAI_API_KEY": "test-key",
+            "AZURE_OPENAI_DEPLOYMENT": "gpt-4o",
+            "REDIS_URL": redis_url,
+            "REDIS_KEY_PREFIX": prefix,
+            "LLM_MAX_RETRIES": "0",
+        }
+        async with ServeProcess(env) as svc:
+            await sm.wait_connected(timeout=20)
+            model.script(Reply("Over the socket."))
+            ch, ts = channel(), new_ts()
+            eid = await sm.send_event(event_callback(app_mention("<@UBOT> hi", channel=ch, ts=ts)))
+            assert (await sm.wait_ack(eid)) == {"envelope_id": eid}
+            assert sm.ack_latency(eid) < 1.0
+            assert await replies(slack, ch, ts) == ["Over the socket."]
+            body = json.dumps(event_callback(app_mention("<@UBOT> hi")))
+            status, _ = await post(svc, body, signed_headers(body, SECRET))
+            assert status == 404  # no HTTP endpoint in Socket Mode
+        await sm._wait(lambda: not sm.open_connections, 10, "the service to disconnect")
+    r = aioredis.Redis.from_url(redis_url)
+    try:
+        keys = [k async for k in r.scan_iter(match=f"{prefix}*", count=1000)]
+        if keys:
+            await r.delete(*keys)
+    finally:
+        await r.aclose()

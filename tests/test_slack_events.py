@@ -45,6 +45,7 @@ IGNORED = {
     "huddle_thread": "subtype:huddle_thread",
     "no_user": "no_user",
     "no_channel": "malformed",
+    "file_in_thread_without_text": "empty",
 }
 
 

@@ -92,6 +92,8 @@ def parse_body(text: str, content_type: str | None) -> dict[str, Any]:
 def malformed(body: dict[str, Any]) -> str | None:
     """Why a (signed) body is not something Slack sends, or None when it looks right."""
     kind = body.get("type")
+    if body.get("ssl_check"):
+        return None
     if "command" in body:
         return None if isinstance(body.get("command"), str) else "command is not a string"
     if not isinstance(kind, str) or not kind:
@@ -244,6 +246,14 @@ class SlackAdapter:
             return web.json_response({"error": "malformed body"}, status=400)
         if body.get("type") == "app_rate_limited":
             log.warning("slack is rate-limiting event deliveries to this app")
+            return web.Response(status=200)
+        if not (
+            "command" in body
+            or body.get("ssl_check")
+            or body.get("type") in ("event_callback", "url_verification")
+        ):
+            # Interactivity and the like: the manifest enables none, nothing here answers it.
+            log.debug("slack request of type %s acknowledged unhandled", body.get("type"))
             return web.Response(status=200)
         if body.get("type") not in ("url_verification", "ssl_check") and not await self._ready():
             # Without the bot's identity an event cannot be handled; ask Slack to retry later

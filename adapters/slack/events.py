@@ -74,7 +74,7 @@ def route(
     own user; hidden events; subtypes that are not a person writing (see
     `ANSWERABLE_SUBTYPES`); events missing a user, channel or ts; channel messages that
     neither mention the bot nor reply in a thread (or reply in a thread while
-    `thread_followups` is off).
+    `thread_followups` is off, or reply with no text at all).
     """
     etype = event.get("type")
     subtype = event.get("subtype")
@@ -115,6 +115,8 @@ def route(
         return _ignored("no_mention")
     if not thread_followups:
         return _ignored("followups_off")
+    if not text.strip():
+        return _ignored("empty")  # e.g. a file dropped in the thread without a word
     # A reply in some thread without a mention: the core answers only if the bot is already
     # part of that thread (its "active thread" marker).
     return Route(kind="message", mentions_bot=False, thread=thread_ts)
