@@ -16,7 +16,13 @@ from adapters.teams import TeamsAdapter
 from adapters.teams.replies import MAX_MESSAGE_BYTES, Outbound, TeamsStream, utf16_bytes
 from bot.metrics import Metrics
 from tests.fakes.fake_connector import FakeConnector
-from tests.fixtures.teams.harness import MemoryCache, RecordingHandler, load, teams_server
+from tests.fixtures.teams.harness import (
+    GetSetCache,
+    MemoryCache,
+    RecordingHandler,
+    load,
+    teams_server,
+)
 
 
 @pytest.fixture(autouse=True)
@@ -216,6 +222,34 @@ async def test_bot_added_to_a_chat_says_welcome_once(connector):
     assert welcome.conversation_id == update["conversation"]["id"]
     assert "!help" in welcome.text and "\n" not in welcome.text
     assert handler.messages == []
+
+
+async def test_concurrent_redeliveries_welcome_once_even_with_a_get_set_cache(connector):
+    handler = RecordingHandler()
+    update = load("conversation_update_bot_added", service_url=connector.url)
+    async with teams_server(handler, cache=GetSetCache()) as (client, _):
+        statuses = await asyncio.gather(
+            *(client.post("/api/messages", json=update) for _ in range(5))
+        )
+        assert [r.status for r in statuses] == [200] * 5
+        await connector.wait_for(lambda acts: len(acts) >= 1)
+        await asyncio.sleep(0.1)
+    assert len(connector.messages()) == 1
+
+
+async def test_two_replicas_sharing_the_store_welcome_once(connector):
+    shared = MemoryCache()
+    update = load("conversation_update_bot_added", service_url=connector.url)
+    async with (
+        teams_server(RecordingHandler(), cache=shared) as (one, _),
+        teams_server(RecordingHandler(), cache=shared) as (two, _),
+    ):
+        await asyncio.gather(
+            one.post("/api/messages", json=update), two.post("/api/messages", json=update)
+        )
+        await connector.wait_for(lambda acts: len(acts) >= 1)
+        await asyncio.sleep(0.1)
+    assert len(connector.messages()) == 1
 
 
 async def test_bot_added_to_a_team_welcomes_the_channel_and_explains_mentions(connector):

@@ -77,6 +77,7 @@ class TeamsAdapter:
         metrics: Metrics,
     ) -> None:
         self.app_id = app_id or None
+        _quiet_sdk_logs()
         self.handler = handler
         self.cache = cache
         self.metrics = metrics
@@ -112,6 +113,7 @@ class TeamsAdapter:
         )
         self._closing = False
         self._tasks: set[asyncio.Task] = set()
+        self._welcoming: set[str] = set()
 
     # -- the Adapter protocol
 
@@ -198,14 +200,30 @@ class TeamsAdapter:
 
     async def _welcome(self, activity: Activity) -> None:
         conversation_id = activity.conversation.id if activity.conversation else ""
-        key = f"teams:welcomed:{conversation_id}"
+        if conversation_id in self._welcoming:
+            return  # the same event delivered again while we are still on it
+        self._welcoming.add(conversation_id)
         try:
+            if await self._first_time(f"teams:welcomed:{conversation_id}"):
+                await self._send_welcome(activity)
+        finally:
+            self._welcoming.discard(conversation_id)
+
+    async def _first_time(self, key: str) -> bool:
+        """Claim a once-per-conversation marker (SET NX where the cache offers it)."""
+        try:
+            add = getattr(self.cache, "cache_add", None)
+            if add is not None:
+                return bool(await add(key, "1", WELCOME_TTL_SECONDS))
             if await self.cache.cache_get(key):
-                return
+                return False
             await self.cache.cache_set(key, "1", WELCOME_TTL_SECONDS)
+            return True
         except Exception as exc:
             log.warning("welcome skipped, cache unavailable: %s", type(exc).__name__)
-            return
+            return False
+
+    async def _send_welcome(self, activity: Activity) -> None:
         text = WELCOME_PERSONAL if is_personal(activity) else WELCOME_SHARED
         destination = Destination(activity.get_conversation_reference(), None)
         try:
@@ -216,6 +234,16 @@ class TeamsAdapter:
             log.error("welcome not delivered: %s", exc)
         else:
             log.info("welcomed a new conversation")
+
+
+def _quiet_sdk_logs() -> None:
+    """The SDK logs every connector call and its connection table at INFO; keep that for DEBUG.
+
+    Only when nobody configured the `microsoft_agents` logger and Threadwise is not debugging.
+    """
+    sdk = logging.getLogger("microsoft_agents")
+    if sdk.level == logging.NOTSET and not log.isEnabledFor(logging.DEBUG):
+        sdk.setLevel(logging.WARNING)
 
 
 async def _read_activity(request: web.Request) -> Activity:

@@ -47,6 +47,7 @@ MAX_MESSAGE_BYTES = 80_000
 
 INFORMATIVE_TEXT = "Working on it…"
 STILL_WORKING_TEXT = "_Still working on it — the rest follows in a new message._"
+FENCE_RESERVE = 64  # room to close an open code block at a cut
 
 
 def utf16_bytes(text: str) -> int:
@@ -57,6 +58,24 @@ def utf16_bytes(text: str) -> int:
 def split_message(text: str, limit: int | None = None) -> list[str]:
     """Markdown split on paragraph/code-block boundaries, each part under Teams' size limit."""
     return split_markdown(text, limit or MAX_MESSAGE_BYTES, length=utf16_bytes)
+
+
+def fitting_prefix(text: str, limit: int) -> str:
+    """The longest start of `text` within `limit` UTF-16 bytes, cut where a reader would cut."""
+    if utf16_bytes(text) <= limit:
+        return text
+    lo, hi = 0, len(text)  # largest k with text[:k] fitting, by binary search
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if utf16_bytes(text[:mid]) <= limit:
+            lo = mid
+        else:
+            hi = mid - 1
+    for boundary in ("\n\n", "\n", " "):
+        cut = text.rfind(boundary, 0, lo)
+        if cut > lo // 2:
+            return text[:cut]
+    return text[:lo]
 
 
 def open_fence(text: str) -> tuple[str, str] | None:
@@ -454,7 +473,7 @@ class TeamsStream:
                 await _wait(self._finishing, min(due, cap) - now)
                 continue
             snapshot = self._text
-            if utf16_bytes(snapshot) > MAX_MESSAGE_BYTES:
+            if utf16_bytes(snapshot) > MAX_MESSAGE_BYTES - FENCE_RESERVE:
                 await self._cut("size")
                 return
             try:
@@ -498,16 +517,15 @@ class TeamsStream:
 
     async def _cut(self, reason: str) -> None:
         """Finalize the stream early with what fits; the rest goes out at `finish`."""
-        snapshot = self._text if utf16_bytes(self._text) <= MAX_MESSAGE_BYTES else self._shown
+        snapshot = fitting_prefix(self._text, MAX_MESSAGE_BYTES - FENCE_RESERVE)
+        if len(snapshot) < len(self._shown):
+            snapshot = self._shown
         body = snapshot
         fence = open_fence(body)
         if fence:
             body = body + "\n" + fence[1]
         if not body.strip():
             body = STILL_WORKING_TEXT
-        if utf16_bytes(body) > MAX_MESSAGE_BYTES:
-            body = self._shown or STILL_WORKING_TEXT
-            snapshot = self._shown
         log.info("finalizing the stream early (%s); the rest follows as a message", reason)
         await self._pace()
         try:
@@ -555,8 +573,8 @@ def _remainder(text: str, shown: str) -> str:
     rest = text[len(shown) :]
     fence = open_fence(shown)
     if fence and rest.strip():
-        rest = fence[0] + "\n" + rest.lstrip("\n")
-    return rest.lstrip(" ") if not fence else rest
+        return fence[0] + "\n" + rest.lstrip("\n")
+    return rest.lstrip()
 
 
 async def _wait(event: asyncio.Event, timeout: float) -> None:
