@@ -349,3 +349,13 @@ async def test_slash_answer_to_an_expired_response_url_raises(slack):
     slash = SlashReplyTarget(Respond(slack.response_url("r4")), replies_for(slack))
     with pytest.raises(SlackDeliveryError):
         await slash.send("hi")
+
+
+async def test_a_message_that_cannot_be_edited_is_reposted_with_those_after_it_in_order(slack):
+    reply = target(replies_for(slack, message_limit=200, stream_interval=0.0))
+    text = "\n\n".join(" ".join(f"p{i}w{j}" for j in range(12)) for i in range(8))
+    slack.fail("chat.update", error="cant_update_message")
+    await stream_words(reply, [text[i : i + 50] for i in range(0, len(text), 50)])
+    pieces = slack.thread_texts("C1", ROOT)
+    assert "\n\n".join(pieces) == text
+    assert "chat.delete" in slack.methods()

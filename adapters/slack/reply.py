@@ -151,29 +151,25 @@ class _Thread:
         pieces = split_markdown(text, limit)
         if not pieces:
             return
-        i = 0
-        for piece in pieces:
+        for i, piece in enumerate(pieces):
             if i < len(msgs):
-                msg = msgs[i]
-                if msg.shown == piece:
-                    i += 1
+                if msgs[i].shown == piece:
                     continue
                 try:
-                    await self.update(msg, piece)
-                    i += 1
+                    await self.update(msgs[i], piece)
                     continue
                 except _TooLong:
                     raise
                 except Exception:
-                    # The message cannot be edited (deleted, too old, still streaming…): post
-                    # the piece anew and drop the stale one.
-                    await self.delete(msg)
-                    msgs.pop(i)
-            msgs.insert(i, await self.post(piece))
-            i += 1
-        for extra in msgs[i:]:
+                    # This message cannot be edited (deleted, too old, still streaming…): post
+                    # it and everything after it anew, so the thread keeps the order.
+                    for stale in msgs[i:]:
+                        await self.delete(stale)
+                    del msgs[i:]
+            msgs.append(await self.post(piece))
+        for extra in msgs[len(pieces) :]:
             await self.delete(extra)
-        del msgs[i:]
+        del msgs[len(pieces) :]
 
     async def deliver(self, msgs: list[_Message], text: str) -> None:
         """`reconcile` at the normal size, then at the fallback size if Slack said too long."""
