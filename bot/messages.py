@@ -118,5 +118,8 @@ class Adapter(Protocol):
     async def start(self) -> None:
         """Open long-lived connections (Socket Mode); called after the server is listening."""
 
+    async def stop(self) -> None:
+        """Stop taking new events (shutdown begins); clients stay open for replies in flight."""
+
     async def close(self) -> None:
-        """Stop taking events and release clients; replies in flight are the core's to finish."""
+        """Release clients; called after the replies in flight have been posted."""

@@ -88,7 +88,13 @@ async def serve(service: Service, adapters: list[Adapter], *, grace: float = 60.
         app[DRAINING_KEY]["on"] = True
         in_flight = service.responder.in_flight
         log.info("shutting down", extra={"in_flight": in_flight})
-        # Finish replies first: they still need the adapters' clients to post.
+        # Stop intake everywhere (Socket Mode too), finish replies — they still need the
+        # adapters' clients to post — and only then close the adapters.
+        for adapter in adapters:
+            try:
+                await adapter.stop()
+            except Exception:
+                log.exception("adapter stop failed")
         left = await service.responder.drain(grace)
         if left:
             log.error("replies unfinished at shutdown", extra={"unfinished": left})

@@ -208,6 +208,9 @@ class SlackAdapter:
                 ) from e
             log.info("slack socket mode connected")
 
+    async def stop(self) -> None:
+        await self.close()
+
     async def close(self) -> None:
         self._closing = True
         if self._socket is not None:
