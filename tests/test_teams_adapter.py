@@ -360,15 +360,24 @@ def test_no_app_id_without_anonymous_mode_refuses_to_start():
         )
 
 
-async def test_closed_adapter_refuses_new_events_with_503(connector):
-    handler = RecordingHandler()
+async def test_stopping_adapter_refuses_new_events_but_finishes_replies_in_flight(connector):
+    gate = asyncio.Event()
+
+    async def model(msg, reply):
+        await gate.wait()
+        await reply.send("finished during shutdown")
+
+    handler = RecordingHandler(model)
+    first = load("group_chat_mention", service_url=connector.url)
     async with teams_server(handler) as (client, adapter):
-        await adapter.close()
-        resp = await client.post(
-            "/api/messages", json=load("personal_message", service_url=connector.url)
-        )
-        assert resp.status == 503
-    assert handler.messages == []
+        assert (await client.post("/api/messages", json=first)).status == 200
+        await adapter.stop()
+        later = {**first, "id": "1763631099999"}
+        assert (await client.post("/api/messages", json=later)).status == 503
+        gate.set()
+        await handler.drain()
+    assert len(handler.messages) == 1
+    assert [m.text for m in connector.messages()] == ["finished during shutdown"]
 
 
 def test_adapter_describes_its_route():

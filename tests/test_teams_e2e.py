@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import signal
 import uuid
 
 import aiohttp
@@ -329,3 +330,25 @@ async def test_service_with_an_app_id_requires_a_bot_framework_token(redis_url, 
         async with http.post(svc.url + "/api/messages", data=b"{nope") as resp:
             assert resp.status == 401  # unauthenticated: no hint about the body
     assert "Traceback" not in svc.output()
+
+
+async def test_sigterm_finishes_the_reply_in_flight_then_exits(redis_url, model, connector, fresh):
+    model.script(Reply("one two three four five six seven eight nine ten"))
+    model.configure(tokens_per_second=8)
+    env = {
+        "TEAMS_ALLOW_ANONYMOUS": "true",
+        "OPENAI_BASE_URL": model.base_url,
+        "OPENAI_API_KEY": "test-key",
+        "AZURE_OPENAI_DEPLOYMENT": "gpt-4o",
+    }
+    svc = await ServeProcess(env).start()
+    try:
+        act = activity("personal_message", connector)
+        assert await post(svc, act) == 200
+        await connector.wait_for(lambda acts: any(a.stream for a in acts))  # reply under way
+        svc.proc.send_signal(signal.SIGTERM)
+        [final] = await answer(connector, act["conversation"]["id"])
+        assert final.text == "one two three four five six seven eight nine ten"
+        assert await asyncio.wait_for(svc.proc.wait(), 20) == 0
+    finally:
+        await svc.stop()

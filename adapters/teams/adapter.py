@@ -126,7 +126,12 @@ class TeamsAdapter:
     async def start(self) -> None:
         return None
 
+    async def stop(self) -> None:
+        """Shutdown begins: new requests get 503; replies in flight keep posting."""
+        self._closing = True
+
     async def close(self) -> None:
+        """After the replies in flight: finish welcomes, release leftover connector clients."""
         self._closing = True
         if self._tasks:
             await asyncio.wait(list(self._tasks), timeout=10)
