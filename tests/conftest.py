@@ -13,9 +13,8 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 import redis
-import redis.asyncio as aioredis
 
-from tests.helpers import free_port
+from tests.helpers import delete_prefix, free_port
 
 DEFAULT_REDIS = os.environ.get("THREADWISE_TEST_REDIS", "redis://127.0.0.1:6379/0")
 
@@ -104,13 +103,7 @@ async def key_prefix(redis_url: str) -> AsyncIterator[str]:
     """A random key prefix; afterwards only this test's keys are deleted."""
     prefix = f"tw-test-{uuid.uuid4().hex[:10]}:"
     yield prefix
-    r = aioredis.Redis.from_url(redis_url)
-    try:
-        keys = [k async for k in r.scan_iter(match=f"{prefix}*", count=1000)]
-        if keys:
-            await r.delete(*keys)
-    finally:
-        await r.aclose()
+    await delete_prefix(redis_url, prefix)
 
 
 def port_is_free(port: int) -> bool:

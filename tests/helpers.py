@@ -107,3 +107,16 @@ class ServeProcess:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
+
+
+async def delete_prefix(redis_url: str, prefix: str) -> None:
+    """Delete only the keys under a test's own prefix."""
+    import redis.asyncio as aioredis
+
+    r = aioredis.Redis.from_url(redis_url)
+    try:
+        keys = [k async for k in r.scan_iter(match=f"{prefix}*", count=1000)]
+        if keys:
+            await r.delete(*keys)
+    finally:
+        await r.aclose()

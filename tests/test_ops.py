@@ -11,7 +11,6 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-import redis.asyncio as aioredis
 
 from bot.settings import Settings
 from tests.fakes.fake_openai import FakeOpenAI
@@ -23,7 +22,7 @@ from tests.fakes.fake_slack import (
     new_ts,
     signed_headers,
 )
-from tests.helpers import ROOT, ServeProcess
+from tests.helpers import ROOT, ServeProcess, delete_prefix
 
 pytestmark = pytest.mark.e2e
 
@@ -33,14 +32,6 @@ SECRETS = {
     "OPENAI_API_KEY": "sk-test-very-secret-key-123",
 }
 USER_TEXT = "my-private-question-about-payroll"
-
-
-async def _cleanup(redis_url: str, prefix: str) -> None:
-    r = aioredis.Redis.from_url(redis_url)
-    keys = [k async for k in r.scan_iter(match=f"{prefix}*", count=1000)]
-    if keys:
-        await r.delete(*keys)
-    await r.aclose()
 
 
 def _env(slack: FakeSlack, model: FakeOpenAI, redis_url: str, prefix: str, **extra) -> dict:
@@ -85,7 +76,7 @@ async def test_sigterm_finishes_the_reply_in_flight_then_exits_zero(redis_url):
         assert model.chat_requests
         code = await svc.stop(signal.SIGTERM)
         texts = slack.thread_texts(ch, ts)
-    await _cleanup(redis_url, prefix)
+    await delete_prefix(redis_url, prefix)
     assert code == 0, svc.output()
     assert texts == ["Echo: slow question"]
     assert "stopped" in svc.output()
@@ -124,7 +115,7 @@ async def test_a_turn_moves_metrics_and_logs_no_secret_and_no_message_text(redis
                     metrics = await r.text()
         log = svc.output()
         secrets = [slack.token, DEFAULT_SIGNING_SECRET, SECRETS["OPENAI_API_KEY"]]
-    await _cleanup(redis_url, prefix)
+    await delete_prefix(redis_url, prefix)
     assert 'threadwise_replies_sent_total{platform="slack"} 1.0' in metrics
     assert re.search(
         r'threadwise_events_received_total\{kind="[a-z_]+",platform="slack"\}', metrics

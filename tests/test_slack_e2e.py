@@ -16,7 +16,6 @@ import uuid
 import aiohttp
 import pytest
 import pytest_asyncio
-import redis.asyncio as aioredis
 
 from tests.fakes.fake_openai import Error, FakeOpenAI, Reply
 from tests.fakes.fake_slack import (
@@ -30,7 +29,7 @@ from tests.fakes.fake_slack import (
     signed_headers,
     slash_command,
 )
-from tests.helpers import ServeProcess
+from tests.helpers import ServeProcess, delete_prefix
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="module")]
 
@@ -70,13 +69,7 @@ async def service(redis_url, model, slack):
     }
     async with ServeProcess(env) as svc:
         yield svc
-    r = aioredis.Redis.from_url(redis_url)
-    try:
-        keys = [k async for k in r.scan_iter(match=f"{prefix}*", count=1000)]
-        if keys:
-            await r.delete(*keys)
-    finally:
-        await r.aclose()
+    await delete_prefix(redis_url, prefix)
 
 
 @pytest_asyncio.fixture(loop_scope="module")
@@ -431,10 +424,4 @@ async def test_socket_mode_service_answers_events_without_a_public_url(
             status, _ = await post(svc, body, signed_headers(body, SECRET))
             assert status == 404  # no HTTP endpoint in Socket Mode
         await sm._wait(lambda: not sm.open_connections, 10, "the service to disconnect")
-    r = aioredis.Redis.from_url(redis_url)
-    try:
-        keys = [k async for k in r.scan_iter(match=f"{prefix}*", count=1000)]
-        if keys:
-            await r.delete(*keys)
-    finally:
-        await r.aclose()
+    await delete_prefix(redis_url, prefix)
