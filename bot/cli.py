@@ -13,6 +13,8 @@ import logging
 import sys
 from typing import TextIO
 
+from pydantic import SecretStr
+
 from bot.app import Service, build_service
 from bot.messages import Adapter, IncomingMessage
 from bot.settings import Settings, SettingsError, load_settings
@@ -74,6 +76,10 @@ def main(argv: list[str] | None = None) -> int:
 # ------------------------------------------------------------------------------------ serve
 
 
+def _secret(value: SecretStr | None) -> str | None:
+    return value.get_secret_value() if value is not None else None
+
+
 def build_adapters(settings: Settings, service: Service) -> list[Adapter]:
     adapters: list[Adapter] = []
     if settings.slack_enabled:
@@ -118,11 +124,7 @@ def build_adapters(settings: Settings, service: Service) -> list[Adapter]:
         adapters.append(
             TeamsAdapter(
                 app_id=settings.microsoft_app_id,
-                app_password=(
-                    settings.microsoft_app_password.get_secret_value()
-                    if settings.microsoft_app_password
-                    else None
-                ),
+                app_password=_secret(settings.microsoft_app_password),
                 tenant_id=settings.microsoft_app_tenant_id,
                 app_type=settings.microsoft_app_type,
                 allow_anonymous=settings.teams_allow_anonymous,
