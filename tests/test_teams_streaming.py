@@ -12,6 +12,8 @@ import asyncio
 import itertools
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from adapters.teams import replies
 from adapters.teams.replies import Outbound, TeamsStream
@@ -246,3 +248,40 @@ async def test_connector_outage_mid_stream_still_delivers_the_answer(connector):
     )
     finals = [m for m in connector.messages() if (m.stream or {}).get("streamType") == "final"]
     assert (finals and finals[0].text == "Half and the rest.") or delivered.endswith("the rest.")
+
+
+async def test_reply_finished_before_any_chunk_is_split_between_final_and_messages(
+    connector, monkeypatch
+):
+    monkeypatch.setattr(replies, "MAX_MESSAGE_BYTES", 300)
+    text = "Intro line.\n\n```sh\n" + "".join(f"echo {i}\n" for i in range(40)) + "```\n\nDone."
+
+    async def model(msg, reply):
+        stream = reply.stream()
+        await stream.finish(text)  # the whole answer at once
+
+    await run(connector, model)
+    [final] = [p for p in stream_posts(connector) if p.stream["streamType"] == "final"]
+    rest = [m.text for m in connector.messages() if m.stream is None]
+    assert rest
+    for body in [final.text, *rest]:
+        assert len(body.encode("utf-16-le")) <= 300
+        assert body.count("```") % 2 == 0
+    assert "".join(final.text.split()).replace("```", "") in "".join(text.split()).replace(
+        "```", ""
+    )
+    assert rest[-1].endswith("Done.")
+
+
+@given(
+    text=st.text(alphabet=st.sampled_from(list("ab c\n🚀é")), max_size=300),
+    limit=st.integers(min_value=4, max_value=400),
+)
+def test_fitting_prefix_is_a_fitting_start_and_the_remainder_completes_it(text, limit):
+    head = replies.fitting_prefix(text, limit)
+    assert text.startswith(head)
+    assert replies.utf16_bytes(head) <= limit
+    if text and replies.utf16_bytes(text) > limit:
+        assert head or replies.utf16_bytes(text[0]) > limit
+    rest = replies._remainder(text, head) if head else text
+    assert "".join((head + rest).split()) == "".join(text.split())

@@ -517,13 +517,7 @@ class TeamsStream:
 
     async def _cut(self, reason: str) -> None:
         """Finalize the stream early with what fits; the rest goes out at `finish`."""
-        snapshot = fitting_prefix(self._text, MAX_MESSAGE_BYTES - FENCE_RESERVE)
-        if len(snapshot) < len(self._shown):
-            snapshot = self._shown
-        body = snapshot
-        fence = open_fence(body)
-        if fence:
-            body = body + "\n" + fence[1]
+        snapshot, body = self._final_body(self._text, partial=True)
         if not body.strip():
             body = STILL_WORKING_TEXT
         log.info("finalizing the stream early (%s); the rest follows as a message", reason)
@@ -538,24 +532,26 @@ class TeamsStream:
         self.state = "cut"
         with contextlib.suppress(ConnectorError):
             await self._out.post(
-                self._client, self._dest.activity("typing"), reply_to_id=None, retry=False
+                self._client,
+                self._dest.activity("typing"),
+                reply_to_id=self._dest.reply_to_id,
+                retry=False,
             )
 
     # -- the end
 
     async def _complete(self, text: str) -> None:
         if self.state == "streaming":
-            parts = split_message(text) or ["…"]
+            head, body = self._final_body(text or "…")
             await self._pace()
             try:
-                await self._post("message", parts[0], StreamInfo(stream_type="final"))
+                await self._post("message", body, StreamInfo(stream_type="final"))
             except ConnectorError as exc:
                 log.warning("final stream message refused (%s); posting the rest instead", exc)
                 self.state = "dead"
             else:
                 self.state = "done"
-                if len(parts) > 1:
-                    await self._target.post_parts(parts[1:], self._client)
+                await self._target.post_text(_remainder(text, head), self._client)
                 return
         if self.state == "cut":
             await self._target.post_text(_remainder(text, self._cut_text or ""), self._client)
@@ -564,6 +560,22 @@ class TeamsStream:
         else:  # fallback, or never started
             await self._target.post_text(text, self._client)
         self.state = "done"
+
+    def _final_body(self, text: str, *, partial: bool = False) -> tuple[str, str]:
+        """What the stream's final message holds: (the start of `text` it covers, its body).
+
+        All of `text` when it fits one message; else the longest start that fits, cut between
+        paragraphs (never shorter than what the stream already shows), with an open code block
+        closed. The rest follows as ordinary messages. A `partial` text (the model is still
+        writing) always gets an open code block closed.
+        """
+        if not partial and utf16_bytes(text) <= MAX_MESSAGE_BYTES:
+            return text, text
+        head = fitting_prefix(text, MAX_MESSAGE_BYTES - FENCE_RESERVE)
+        if len(head) < len(self._shown) and text.startswith(self._shown):
+            head = self._shown
+        fence = open_fence(head)
+        return head, head + "\n" + fence[1] if fence else head
 
 
 def _remainder(text: str, shown: str) -> str:
