@@ -21,6 +21,7 @@ from microsoft_agents.authentication.msal import MsalAuth
 from microsoft_agents.hosting.core import AuthTypes
 from microsoft_agents.hosting.core.authorization import _entra_issuers
 
+from adapters.teams import CredentialsError, verify_credentials
 from adapters.teams.auth import auth_configuration, normalize_app_type
 from bot.metrics import Metrics
 from tests.fakes.fake_connector import FakeConnector
@@ -222,3 +223,50 @@ def test_incomplete_settings_are_refused_naming_the_setting(kwargs, setting):
 def test_app_type_names_are_case_insensitive():
     assert normalize_app_type("userassignedmsi") == "UserAssignedMSI"
     assert normalize_app_type(None) == "MultiTenant"
+
+
+# -- `threadwise doctor`'s credential check
+
+
+async def test_verify_credentials_gets_a_bot_framework_token(monkeypatch):
+    seen = {}
+
+    async def token(self, resource_url, scopes, force_refresh=False):
+        seen.update(resource=resource_url, scopes=scopes, tenant=self.configuration.TENANT_ID)
+        return "eyJ.token"
+
+    monkeypatch.setattr(MsalAuth, "get_access_token", token)
+    await verify_credentials(
+        app_id=APP_ID, app_password="pw", tenant_id="contoso", app_type="SingleTenant"
+    )
+    assert seen == {
+        "resource": "https://api.botframework.com",
+        "scopes": ["https://api.botframework.com/.default"],
+        "tenant": "contoso",
+    }
+
+
+async def test_verify_credentials_names_the_entra_error_without_the_secret(monkeypatch):
+    async def refused(self, resource_url, scopes, force_refresh=False):
+        raise ValueError(
+            "Failed to acquire token. {'error': 'invalid_client', 'error_description': "
+            "'AADSTS7000215: Invalid client secret provided.'}"
+        )
+
+    monkeypatch.setattr(MsalAuth, "get_access_token", refused)
+    with pytest.raises(CredentialsError, match="AADSTS7000215") as info:
+        await verify_credentials(
+            app_id=APP_ID, app_password="s3cret-value", tenant_id=None, app_type="MultiTenant"
+        )
+    assert "s3cret-value" not in str(info.value)
+
+
+async def test_verify_credentials_gives_up_after_the_timeout(monkeypatch):
+    async def hangs(self, resource_url, scopes, force_refresh=False):
+        await asyncio.sleep(10)
+
+    monkeypatch.setattr(MsalAuth, "get_access_token", hangs)
+    with pytest.raises(CredentialsError, match="within"):
+        await verify_credentials(
+            app_id=APP_ID, app_password="pw", tenant_id=None, app_type="MultiTenant", timeout=0.1
+        )

@@ -5,5 +5,6 @@ activities to `IncomingMessage` and posts replies (streamed in 1:1 chats) throug
 """
 
 from adapters.teams.adapter import TeamsAdapter
+from adapters.teams.auth import CredentialsError, verify_credentials
 
-__all__ = ["TeamsAdapter"]
+__all__ = ["CredentialsError", "TeamsAdapter", "verify_credentials"]

@@ -13,7 +13,9 @@ MultiTenant and SingleTenant bots, user-assigned managed identity for UserAssign
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import re
 from urllib.parse import urlsplit
 
 import jwt
@@ -157,3 +159,40 @@ class RequestAuthenticator:
             return  # tokens from other Microsoft services (e.g. agent-to-agent) carry none
         if not service_url or not isinstance(claim, str) or not _same_host(claim, service_url):
             raise Unauthorized("serviceUrl does not match the token's serviceurl claim")
+
+
+class CredentialsError(Exception):
+    """The bot's Microsoft Entra credentials do not yield a token (one line, no secrets)."""
+
+
+async def verify_credentials(
+    *,
+    app_id: str,
+    app_password: str | None,
+    tenant_id: str | None,
+    app_type: str,
+    timeout: float = 20.0,
+) -> None:
+    """Get a Bot Framework token the way replies will (for `threadwise doctor`).
+
+    Raises `CredentialsError` naming what failed, e.g. `AADSTS7000215` (wrong client secret),
+    `AADSTS700016` (app id not found in the tenant), or a network error.
+    """
+    config = auth_configuration(
+        app_id=app_id, app_password=app_password, tenant_id=tenant_id, app_type=app_type
+    )
+    provider = connection_manager(config).get_default_connection()
+    scope = AuthenticationConstants.AGENTS_SDK_SCOPE
+    try:
+        async with asyncio.timeout(timeout):
+            token = await provider.get_access_token(scope, [scope + "/.default"])
+    except TimeoutError:
+        raise CredentialsError(
+            f"no answer from Microsoft Entra ID within {timeout:.0f} s"
+        ) from None
+    except Exception as exc:
+        codes = re.findall(r"AADSTS\d+", str(exc))
+        reason = codes[0] if codes else type(exc).__name__
+        raise CredentialsError(f"Microsoft Entra ID refused the credentials ({reason})") from None
+    if not token:
+        raise CredentialsError("Microsoft Entra ID returned no token")
