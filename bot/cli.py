@@ -51,9 +51,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     from bot.logs import setup_logging
 
-    if args.command == "chat":
-        # Logs would interleave with the conversation; keep the terminal for the chat.
-        setup_logging("WARNING", "text", settings.secrets())
+    if args.command in ("chat", "doctor", "prompt"):
+        # Human-facing commands: library chatter would bury the conversation or the report.
+        setup_logging("ERROR", "text", settings.secrets())
     else:
         setup_logging(settings.log_level, settings.log_format, settings.secrets())
     try:

@@ -141,12 +141,34 @@ async def _check_teams(settings: Settings) -> Check:
         return Check("teams", False, "settings", "set MICROSOFT_APP_PASSWORD")
     if settings.microsoft_app_type == "SingleTenant" and not settings.microsoft_app_tenant_id:
         return Check("teams", False, "settings", "set MICROSOFT_APP_TENANT_ID")
-    return Check(
-        "teams",
-        True,
-        f"app {settings.microsoft_app_id} ({settings.microsoft_app_type}); credentials are "
-        "checked by Microsoft on the first reply",
+    from adapters.teams import CredentialsError, verify_credentials
+
+    tried = (
+        f"Bot Framework token for app {settings.microsoft_app_id} ({settings.microsoft_app_type})"
     )
+    try:
+        async with asyncio.timeout(30):
+            await verify_credentials(
+                app_id=settings.microsoft_app_id,
+                app_password=(
+                    settings.microsoft_app_password.get_secret_value()
+                    if settings.microsoft_app_password
+                    else None
+                ),
+                tenant_id=settings.microsoft_app_tenant_id,
+                app_type=settings.microsoft_app_type,
+            )
+    except CredentialsError as exc:
+        return Check(
+            "teams",
+            False,
+            tried,
+            f"{exc}: check MICROSOFT_APP_ID / "
+            "MICROSOFT_APP_PASSWORD / MICROSOFT_APP_TENANT_ID / MICROSOFT_APP_TYPE",
+        )
+    except TimeoutError:
+        return Check("teams", False, tried, "no answer from Microsoft Entra ID in 30 s")
+    return Check("teams", True, tried)
 
 
 async def run_doctor(settings: Settings, out: TextIO) -> int:

@@ -102,6 +102,10 @@ class Cache(Protocol):
 
     async def cache_set(self, key: str, value: str, ttl_seconds: int) -> None: ...
 
+    async def cache_add(self, key: str, value: str, ttl_seconds: int) -> bool:
+        """Set only if absent (across replicas); True when this call set it."""
+        ...
+
 
 class Adapter(Protocol):
     """A platform edge: mounts its routes on the shared aiohttp app, or runs its own transport."""

@@ -112,3 +112,19 @@ async def test_doctor_names_the_missing_deployment(tmp_path):
     )
     assert code == 1
     assert "set AZURE_OPENAI_DEPLOYMENT" in out
+
+
+async def test_doctor_checks_teams_credentials_and_names_the_fix(tmp_path):
+    env = {
+        "MICROSOFT_APP_ID": "00000000-0000-0000-0000-000000000001",
+        "MICROSOFT_APP_PASSWORD": "not-a-real-secret-123",
+        "MICROSOFT_APP_TYPE": "SingleTenant",
+        "MICROSOFT_APP_TENANT_ID": "contoso.onmicrosoft.com",
+        "OPENAI_BASE_URL": "http://127.0.0.1:9/v1/",
+        "OPENAI_API_KEY": "k",
+        "AZURE_OPENAI_DEPLOYMENT": "d",
+    }
+    code, out, err = await run(["doctor"], env, "", tmp_path)
+    assert code == 1
+    assert "✗ teams" in out and "MICROSOFT_APP_PASSWORD" in out
+    assert "not-a-real-secret-123" not in out + err
