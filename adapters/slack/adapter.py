@@ -30,6 +30,7 @@ import uuid
 from typing import Any
 from urllib.parse import parse_qsl
 
+import aiohttp
 from aiohttp import web
 from slack_bolt.adapter.aiohttp import to_aiohttp_response
 from slack_bolt.async_app import AsyncApp
@@ -173,6 +174,19 @@ class SlackAdapter:
             app.router.add_post(EVENTS_PATH, self.handle_http)
 
     async def start(self) -> None:
+        if self.client.session is None or self.client.session.closed:
+            # One pooled HTTP session for every Web API call: without it slack_sdk opens (and
+            # closes) a new session, TCP and TLS connection per call.
+            self.client.session = aiohttp.ClientSession(
+                timeout=aiohttp.ClientTimeout(total=self.client.timeout)
+            )
+        try:
+            await self._start()
+        except BaseException:
+            await self._close_session()
+            raise
+
+    async def _start(self) -> None:
         try:
             self._auth = await self.client.auth_test()
             log.info(
@@ -209,9 +223,7 @@ class SlackAdapter:
             log.info("slack socket mode connected")
 
     async def stop(self) -> None:
-        await self.close()
-
-    async def close(self) -> None:
+        """Stop intake (Socket Mode too); replies in flight keep the Web API client."""
         self._closing = True
         if self._socket is not None:
             try:
@@ -222,6 +234,15 @@ class SlackAdapter:
         # Events acknowledged but not yet handed to the core (a name lookup in progress).
         if self._pending:
             await asyncio.wait(set(self._pending), timeout=CLOSE_GRACE_SECONDS)
+
+    async def close(self) -> None:
+        await self.stop()
+        await self._close_session()
+
+    async def _close_session(self) -> None:
+        session, self.client.session = self.client.session, None
+        if session is not None and not session.closed:
+            await session.close()
 
     # -- HTTP --------------------------------------------------------------------------------
 
@@ -263,14 +284,19 @@ class SlackAdapter:
             # rather than acknowledging it and dropping it.
             return web.json_response({"error": "temporarily unavailable"}, status=503)
 
-        bolt_req = AsyncBoltRequest(
-            body=text, query=request.query_string, headers=dict(request.headers)
-        )
-        if bolt_req.body != body:
-            # bolt's parser takes any form body containing "payload" for an interactivity
-            # payload; give it the body as Slack meant it.
-            bolt_req.body = body
-            bolt_req.context = build_async_context(AsyncBoltContext({}), body)
+        try:
+            bolt_req = AsyncBoltRequest(
+                body=text, query=request.query_string, headers=dict(request.headers)
+            )
+            if bolt_req.body != body:
+                # bolt's parser takes any form body containing "payload" for an interactivity
+                # payload; give it the body as Slack meant it.
+                bolt_req.body = body
+                bolt_req.context = build_async_context(AsyncBoltContext({}), body)
+        except (TypeError, AttributeError, KeyError, ValueError) as e:
+            # bolt's context extraction assumes Slack's shapes (e.g. `user` an object or id)
+            log.warning("slack request refused: malformed body (%s)", type(e).__name__)
+            return web.json_response({"error": "malformed body"}, status=400)
         try:
             resp = await self.app.async_dispatch(bolt_req)
         except Exception:
