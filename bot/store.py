@@ -468,14 +468,19 @@ class RedisStore(Store):
         )
         self.prefix = prefix
         self._fifo = _FifoLocks()
-        self.r = redis.Redis.from_url(
+        # A blocking pool: under a burst (a thousand conversations at once) a command waits up
+        # to `socket_timeout` for a free connection instead of failing with "Too many
+        # connections" and turning into an apology.
+        pool = redis.BlockingConnectionPool.from_url(
             url,
             decode_responses=True,
             socket_timeout=socket_timeout,
             socket_connect_timeout=socket_timeout,
             health_check_interval=30,
             max_connections=256,
+            timeout=socket_timeout,
         )
+        self.r = redis.Redis.from_pool(pool)  # the client owns (and closes) the pool
         self._begin = self.r.register_script(_BEGIN_LUA)
         self._try = self.r.register_script(_TRY_LUA)
         self._renew_s = self.r.register_script(_RENEW_LUA)
