@@ -238,13 +238,20 @@ class Responder:
             prompt_tokens=prompt_used or 0,
             completion_tokens=completion_used or 0,
         )
-        if not keep:
-            await self.store.commit(turn, [], usage)
+        try:
+            if not keep:
+                await self.store.commit(turn, [], usage)
+                return
+            reply_tokens = await self.counter.amessage_tokens("assistant", completion.text)
+            dropped = await self.store.commit(
+                turn, [user_msg, StoredMessage("assistant", completion.text, reply_tokens)], usage
+            )
+        except StoreUnavailable as exc:
+            # The reply is already in the thread: an apology now would contradict it. The
+            # exchange is simply not remembered (and the lock's lease frees the conversation).
+            self.metrics.errors.labels("store").inc()
+            log.error("reply posted but not stored: %s", exc)
             return
-        reply_tokens = await self.counter.amessage_tokens("assistant", completion.text)
-        dropped = await self.store.commit(
-            turn, [user_msg, StoredMessage("assistant", completion.text, reply_tokens)], usage
-        )
         log.info(
             "answered",
             extra={
