@@ -11,6 +11,7 @@ import logging
 import re
 import time
 import uuid
+from collections import OrderedDict
 
 from bot.commands import Commands, is_command
 from bot.llm import Completion, LLMClient, ModelError
@@ -46,6 +47,8 @@ CUT_OFF = "_(The reply was cut off at the length limit, MAX_RESPONSE_TOKENS.)_"
 INTERRUPTED = "_(The reply was interrupted — sorry. Please ask again; this exchange was not kept.)_"
 EMPTY_MENTION = "Hi! Ask me anything in this thread, or type `!help` for commands."
 
+KNOWN_CONVERSATIONS = 10_000
+
 _NAME_OK = re.compile(r"[^A-Za-z0-9_-]+")
 
 
@@ -79,6 +82,9 @@ class Responder:
         self.max_response_tokens = max_response_tokens
         self.lock_wait = lock_wait
         self._tasks: set[asyncio.Task[None]] = set()
+        # Conversations this process has taken part in (bounded): when Redis is down and cannot
+        # say whether a thread is the bot's, only these get an apology, not every thread around.
+        self._known: OrderedDict[str, None] = OrderedDict()
 
     # -- MessageHandler
 
@@ -105,7 +111,8 @@ class Responder:
             except StoreUnavailable as exc:
                 self.metrics.errors.labels("store").inc()
                 log.error("store unavailable: %s", exc)
-                await self._say(reply, APOLOGY_STORE)
+                if message.mentions_bot or message.is_dm or message.conversation_key in self._known:
+                    await self._say(reply, APOLOGY_STORE)
             except TimeoutError:
                 self.metrics.errors.labels("lock_timeout").inc()
                 log.error("timed out waiting for the conversation lock")
@@ -130,6 +137,10 @@ class Responder:
             # A thread reply without a mention: ours only if we answer this thread already.
             if not await self.store.is_active(conv):
                 return
+        self._known[conv] = None
+        self._known.move_to_end(conv)
+        if len(self._known) > KNOWN_CONVERSATIONS:
+            self._known.popitem(last=False)
         turn = await self.store.acquire(conv, message.message_id, self.lock_wait)
         if turn is None:
             self.metrics.duplicates.labels(message.platform).inc()
