@@ -325,11 +325,15 @@ end
 """
 
 # KEYS: once, queue, leases. ARGV: once ttl (s, or 0 = no marker), token, lease (ms).
+# The marker holds the claiming token, so running the script again with the same token (a retry
+# after a dropped connection) is not mistaken for a duplicate delivery.
 _BEGIN_LUA = (
     _ACQUIRE_FN
     + """
 if tonumber(ARGV[1]) > 0 then
-  if not redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) then return -1 end
+  if not redis.call('SET', KEYS[1], ARGV[2], 'NX', 'EX', ARGV[1]) then
+    if redis.call('GET', KEYS[1]) ~= ARGV[2] then return -1 end
+  end
 end
 return acquire(KEYS[2], KEYS[3], ARGV[2], tonumber(ARGV[3]))
 """
@@ -506,6 +510,26 @@ class RedisStore(Store):
         except self._redis_errors as exc:
             raise StoreUnavailable(f"Redis: {type(exc).__name__}: {exc}") from exc
 
+    async def _again(self, call):
+        """Run an idempotent call; if its pooled connection was dead, run it once more.
+
+        When Redis restarts, every idle connection in the pool is dead and each would fail the
+        first command given to it: the first such failure drops all idle connections, and the
+        call is retried on a fresh one. A Redis that is really down fails the retry at once.
+        """
+        from redis.exceptions import ConnectionError as RedisConnectionError
+
+        try:
+            async with self._guard():
+                return await call()
+        except StoreUnavailable as exc:
+            if not isinstance(exc.__cause__, RedisConnectionError | ConnectionError):
+                raise
+        with contextlib.suppress(Exception):
+            await self.r.connection_pool.disconnect(inuse_connections=False)
+        async with self._guard():
+            return await call()
+
     async def acquire(
         self, conversation: str, once_id: str | None, max_wait: float = 300.0
     ) -> Turn | None:
@@ -517,9 +541,11 @@ class RedisStore(Store):
         await self._fifo.acquire(conversation, max_wait)
         try:
             async with self._guard():
-                got = await self._begin(
-                    keys=[once, q, lk],
-                    args=[ONCE_TTL_SECONDS if once_id else 0, token, lease_ms],
+                got = await self._again(
+                    lambda: self._begin(
+                        keys=[once, q, lk],
+                        args=[ONCE_TTL_SECONDS if once_id else 0, token, lease_ms],
+                    )
                 )
                 if got == -1:
                     self._fifo.release(conversation)
@@ -531,7 +557,9 @@ class RedisStore(Store):
                             raise TimeoutError(f"waited {max_wait:.0f}s for conversation lock")
                         await asyncio.sleep(delay)
                         delay = min(delay * 1.5, 0.1)
-                        got = await self._try(keys=[q, lk], args=[token, lease_ms])
+                        got = await self._again(
+                            lambda: self._try(keys=[q, lk], args=[token, lease_ms])
+                        )
                 except BaseException:
                     # Leave the queue now rather than block the thread until our lease ends.
                     with contextlib.suppress(Exception):
@@ -551,10 +579,10 @@ class RedisStore(Store):
 
     async def _renew(self, turn: Turn) -> bool:
         q, lk = self._k(turn.conversation, "q"), self._k(turn.conversation, "l")
-        async with self._guard():
-            return bool(
-                await self._renew_s(keys=[q, lk], args=[turn.token, int(self.lock_lease * 1000)])
-            )
+        lease_ms = int(self.lock_lease * 1000)
+        return bool(
+            await self._again(lambda: self._renew_s(keys=[q, lk], args=[turn.token, lease_ms]))
+        )
 
     async def release(self, turn: Turn) -> None:
         if turn.released:
@@ -562,8 +590,7 @@ class RedisStore(Store):
         self._stop_renewal(turn)
         q, lk = self._k(turn.conversation, "q"), self._k(turn.conversation, "l")
         try:
-            async with self._guard():
-                await self._release(keys=[q, lk], args=[turn.token])
+            await self._again(lambda: self._release(keys=[q, lk], args=[turn.token]))
         finally:
             self._drop_local(turn)
 
@@ -607,7 +634,7 @@ class RedisStore(Store):
         ops: list[tuple] = [("script", self._load, [self._k(conversation, "h")], [max(budget, 0)])]
         if prompt_scopes:
             ops.append(("mget", [self._pk(s) for s in prompt_scopes]))
-        res = await self._pipeline(ops)
+        res = await self._again(lambda: self._pipeline(ops))
         history = [decode_message(x) for x in res[0]]
         prompts = dict(zip(prompt_scopes, res[1], strict=True)) if prompt_scopes else {}
         return Context(history, prompts)
@@ -653,8 +680,7 @@ class RedisStore(Store):
             await self.r.set(self._k(conversation, "a"), "1", ex=self.history_ttl)
 
     async def is_active(self, conversation: str) -> bool:
-        async with self._guard():
-            return bool(await self.r.exists(self._k(conversation, "a")))
+        return bool(await self._again(lambda: self.r.exists(self._k(conversation, "a"))))
 
     async def history(self, conversation: str) -> list[StoredMessage]:
         async with self._guard():
@@ -707,8 +733,7 @@ class RedisStore(Store):
             )
 
     async def ping(self) -> None:
-        async with self._guard():
-            await self.r.ping()
+        await self._again(self.r.ping)
 
     async def close(self) -> None:
         await self.r.aclose()
