@@ -261,7 +261,8 @@ class SlackAdapter:
         try:
             text = raw.decode("utf-8")
             body = parse_body(text, request.headers.get("Content-Type"))
-        except (UnicodeDecodeError, ValueError, KeyError) as e:
+        except (UnicodeDecodeError, ValueError, KeyError, RecursionError) as e:
+            # RecursionError: JSON nested deeper than the parser goes (a few KB of "[[[[").
             log.warning("slack request refused: malformed body (%s)", type(e).__name__)
             return web.json_response({"error": "malformed body"}, status=400)
         problem = malformed(body)
