@@ -40,13 +40,14 @@ def make_client(token: str, api_url: str = DEFAULT_API_URL, *, timeout: int = 30
 def error_code(e: BaseException) -> str:
     """Slack's `error` code for an API failure (`ratelimited`, `not_allowed`, …), else a type."""
     if isinstance(e, SlackApiError):
+        status = getattr(e.response, "status_code", None)
         try:
             code = e.response.get("error")
             if code:
                 return str(code)
-            return f"http_{e.response.status_code}"
-        except Exception:
-            return "slack_api_error"
+        except Exception:  # not a JSON object (a proxy's or Slack's 5xx page)
+            pass
+        return f"http_{status}" if status else "slack_api_error"
     code = getattr(e, "slack_error", None)
     if isinstance(code, str) and code:
         return code
