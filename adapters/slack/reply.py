@@ -296,6 +296,7 @@ class SlackReplyStream:
         self._timer: asyncio.Task[None] | None = None
         self._timer_busy = False
         self._closed = False
+        self._live = True  # False once a live update failed: finish() alone delivers the reply
 
     @property
     def _interval(self) -> float:
@@ -309,6 +310,8 @@ class SlackReplyStream:
             self._pending += text
         else:
             self._dirty = True
+        if not self._live:
+            return
         async with self._lock:
             now = time.monotonic()
             if self._last_flush is None or now - self._last_flush >= self._interval:
@@ -337,6 +340,8 @@ class SlackReplyStream:
 
     async def _flush(self) -> None:
         """Show what is new (lock held). Live progress is best effort: errors are logged."""
+        if not self._live:
+            return
         self._last_flush = time.monotonic()
         try:
             if self.streaming:
@@ -345,6 +350,10 @@ class SlackReplyStream:
                 self._dirty = False
                 await self._thread.deliver(self._msgs, self._text)
         except Exception as e:
+            # Slack takes neither the stream nor a post/update now: retrying it for every chunk
+            # would hold the model's stream up for seconds each time. Stop live progress;
+            # finish() delivers the whole reply (or reports that it could not).
+            self._live = False
             log.debug("live reply update failed: %s", error_code(e))
 
     # -- streaming ---------------------------------------------------------------------------
