@@ -1,0 +1,43 @@
+"""Fixtures of the reliability and security suite: module-wide fakes and a running stack."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest_asyncio
+
+from tests.fakes.fake_connector import FakeConnector
+from tests.fakes.fake_openai import FakeOpenAI
+from tests.fakes.fake_slack import FakeSlack
+from tests.reliability.support import FIGURES, USERS, Stack
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def model():
+    async with FakeOpenAI() as fake:
+        yield fake
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def slack():
+    async with FakeSlack(users=USERS) as fake:
+        yield fake
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def connector():
+    async with FakeConnector() as fake:
+        yield fake
+
+
+def new_stack(model, slack, connector, redis_url: str, **env: str) -> Stack:
+    prefix = f"tw-rel-{uuid.uuid4().hex[:8]}:"
+    return Stack(model, slack, connector, redis_url, prefix, env_extra=dict(env))
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    if not FIGURES:
+        return
+    terminalreporter.write_sep("-", "reliability and security figures")
+    for kind, n in sorted(FIGURES.items()):
+        terminalreporter.write_line(f"{kind:<40} {n}")
