@@ -141,7 +141,14 @@ class Responder:
         self._known.move_to_end(conv)
         if len(self._known) > KNOWN_CONVERSATIONS:
             self._known.popitem(last=False)
-        turn = await self.store.acquire(conv, message.message_id, self.lock_wait)
+        # A mention makes the thread the bot's at once, so replies that follow before this
+        # first answer is done are answered too (after it, in order), not dropped.
+        turn = await self.store.acquire(
+            conv,
+            message.message_id,
+            self.lock_wait,
+            activate=message.mentions_bot and not message.is_dm,
+        )
         if turn is None:
             self.metrics.duplicates.labels(message.platform).inc()
             log.info("duplicate delivery dropped")

@@ -192,10 +192,17 @@ class Store(ABC):
 
     @abstractmethod
     async def acquire(
-        self, conversation: str, once_id: str | None, max_wait: float = 300.0
+        self,
+        conversation: str,
+        once_id: str | None,
+        max_wait: float = 300.0,
+        *,
+        activate: bool = False,
     ) -> Turn | None:
         """Claim a post exactly once and take the conversation's lock, waiting in FIFO order.
 
+        `activate` marks the conversation as one the bot answers (a mention), in the same step,
+        so later replies in the thread are taken up even while this first answer is running.
         Returns None when `once_id` was seen before (a duplicate delivery or a retry).
         """
 
@@ -324,7 +331,8 @@ local function acquire(q, l, tok, lease)
 end
 """
 
-# KEYS: once, queue, leases. ARGV: once ttl (s, or 0 = no marker), token, lease (ms).
+# KEYS: once, queue, leases, active. ARGV: once ttl (s, or 0 = no marker), token, lease (ms),
+# active ttl (s, or 0 = leave the active marker alone).
 # The marker holds the claiming token, so running the script again with the same token (a retry
 # after a dropped connection) is not mistaken for a duplicate delivery.
 _BEGIN_LUA = (
@@ -335,6 +343,7 @@ if tonumber(ARGV[1]) > 0 then
     if redis.call('GET', KEYS[1]) ~= ARGV[2] then return -1 end
   end
 end
+if tonumber(ARGV[4]) > 0 then redis.call('SET', KEYS[4], '1', 'EX', ARGV[4]) end
 return acquire(KEYS[2], KEYS[3], ARGV[2], tonumber(ARGV[3]))
 """
 )
@@ -531,7 +540,12 @@ class RedisStore(Store):
             return await call()
 
     async def acquire(
-        self, conversation: str, once_id: str | None, max_wait: float = 300.0
+        self,
+        conversation: str,
+        once_id: str | None,
+        max_wait: float = 300.0,
+        *,
+        activate: bool = False,
     ) -> Turn | None:
         token = uuid.uuid4().hex
         lease_ms = int(self.lock_lease * 1000)
@@ -543,8 +557,13 @@ class RedisStore(Store):
             async with self._guard():
                 got = await self._again(
                     lambda: self._begin(
-                        keys=[once, q, lk],
-                        args=[ONCE_TTL_SECONDS if once_id else 0, token, lease_ms],
+                        keys=[once, q, lk, self._k(conversation, "a")],
+                        args=[
+                            ONCE_TTL_SECONDS if once_id else 0,
+                            token,
+                            lease_ms,
+                            self.history_ttl if activate else 0,
+                        ],
                     )
                 )
                 if got == -1:
@@ -787,13 +806,20 @@ class MemoryStore(Store):
         self._usage: dict[str, dict[str, int]] = {}
 
     async def acquire(
-        self, conversation: str, once_id: str | None, max_wait: float = 300.0
+        self,
+        conversation: str,
+        once_id: str | None,
+        max_wait: float = 300.0,
+        *,
+        activate: bool = False,
     ) -> Turn | None:
         if once_id:
             key = f"{conversation}|{once_id}"
             if self._once.get(key) is not None:
                 return None
             self._once.set(key, True, ONCE_TTL_SECONDS)
+        if activate:
+            self._active.set(conversation, True, self.history_ttl)
         started = time.monotonic()
         await self._fifo.acquire(conversation, max_wait)
         turn = Turn(conversation, uuid.uuid4().hex, waited=time.monotonic() - started)
