@@ -19,7 +19,7 @@ from bot.logs import turn_context
 from bot.messages import IncomingMessage, ReplyStream, ReplyTarget
 from bot.metrics import Metrics
 from bot.prompts import Prompts, channel_scope, scopes_for, workspace_scope
-from bot.store import Store, StoreUnavailable, Usage
+from bot.store import NotActive, Store, StoreUnavailable, Usage
 from bot.tokens import REPLY_PRIMING, TokenCounter
 from bot.trimming import StoredMessage, fit_newest, fit_prompt
 
@@ -133,22 +133,24 @@ class Responder:
 
     async def _handle(self, message: IncomingMessage, reply: ReplyTarget) -> None:
         conv = message.conversation_key
-        if not message.mentions_bot and not message.is_dm:
-            # A thread reply without a mention: ours only if we answer this thread already.
-            if not await self.store.is_active(conv):
-                return
+        try:
+            # A mention makes the thread the bot's at once, so replies that follow before this
+            # first answer is done are answered too (after it, in order), not dropped. A thread
+            # reply without a mention is ours only if the bot answers the thread: checked in
+            # the claim, in arrival order, so it never overtakes the message before it.
+            turn = await self.store.acquire(
+                conv,
+                message.message_id,
+                self.lock_wait,
+                activate=message.mentions_bot and not message.is_dm,
+                require_active=not (message.mentions_bot or message.is_dm),
+            )
+        except NotActive:
+            return
         self._known[conv] = None
         self._known.move_to_end(conv)
         if len(self._known) > KNOWN_CONVERSATIONS:
             self._known.popitem(last=False)
-        # A mention makes the thread the bot's at once, so replies that follow before this
-        # first answer is done are answered too (after it, in order), not dropped.
-        turn = await self.store.acquire(
-            conv,
-            message.message_id,
-            self.lock_wait,
-            activate=message.mentions_bot and not message.is_dm,
-        )
         if turn is None:
             self.metrics.duplicates.labels(message.platform).inc()
             log.info("duplicate delivery dropped")

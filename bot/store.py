@@ -47,6 +47,10 @@ class StoreUnavailable(Exception):
     """The store cannot be reached; the responder turns this into a short apology."""
 
 
+class NotActive(Exception):
+    """`acquire(..., require_active=True)` for a thread the bot does not answer."""
+
+
 def encode_message(msg: StoredMessage) -> str:
     return f"{msg.tokens}\t{msg.role}\t{msg.name or ''}\t{msg.content}"
 
@@ -198,11 +202,15 @@ class Store(ABC):
         max_wait: float = 300.0,
         *,
         activate: bool = False,
+        require_active: bool = False,
     ) -> Turn | None:
         """Claim a post exactly once and take the conversation's lock, waiting in FIFO order.
 
         `activate` marks the conversation as one the bot answers (a mention), in the same step,
         so later replies in the thread are taken up even while this first answer is running.
+        `require_active` (a thread reply without a mention) raises `NotActive` unless the bot
+        answers this thread; the check is made in arrival order, after earlier messages of the
+        conversation in this process, so a reply never overtakes the mention before it.
         Returns None when `once_id` was seen before (a duplicate delivery or a retry).
         """
 
@@ -332,12 +340,13 @@ end
 """
 
 # KEYS: once, queue, leases, active. ARGV: once ttl (s, or 0 = no marker), token, lease (ms),
-# active ttl (s, or 0 = leave the active marker alone).
+# active ttl (s, or 0 = leave the active marker alone), 1 = only if active (else -2).
 # The marker holds the claiming token, so running the script again with the same token (a retry
 # after a dropped connection) is not mistaken for a duplicate delivery.
 _BEGIN_LUA = (
     _ACQUIRE_FN
     + """
+if tonumber(ARGV[5]) > 0 and redis.call('EXISTS', KEYS[4]) == 0 then return -2 end
 if tonumber(ARGV[1]) > 0 then
   if not redis.call('SET', KEYS[1], ARGV[2], 'NX', 'EX', ARGV[1]) then
     if redis.call('GET', KEYS[1]) ~= ARGV[2] then return -1 end
@@ -546,6 +555,7 @@ class RedisStore(Store):
         max_wait: float = 300.0,
         *,
         activate: bool = False,
+        require_active: bool = False,
     ) -> Turn | None:
         token = uuid.uuid4().hex
         lease_ms = int(self.lock_lease * 1000)
@@ -563,9 +573,12 @@ class RedisStore(Store):
                             token,
                             lease_ms,
                             self.history_ttl if activate else 0,
+                            1 if require_active else 0,
                         ],
                     )
                 )
+                if got == -2:
+                    raise NotActive(conversation)  # the local FIFO is left below
                 if got == -1:
                     self._fifo.release(conversation)
                     return None
@@ -812,16 +825,21 @@ class MemoryStore(Store):
         max_wait: float = 300.0,
         *,
         activate: bool = False,
+        require_active: bool = False,
     ) -> Turn | None:
+        started = time.monotonic()
+        await self._fifo.acquire(conversation, max_wait)
+        if require_active and self._active.get(conversation) is None:
+            self._fifo.release(conversation)
+            raise NotActive(conversation)
         if once_id:
             key = f"{conversation}|{once_id}"
             if self._once.get(key) is not None:
+                self._fifo.release(conversation)
                 return None
             self._once.set(key, True, ONCE_TTL_SECONDS)
         if activate:
             self._active.set(conversation, True, self.history_ttl)
-        started = time.monotonic()
-        await self._fifo.acquire(conversation, max_wait)
         turn = Turn(conversation, uuid.uuid4().hex, waited=time.monotonic() - started)
         self._holders[conversation] = turn.token
         return turn
