@@ -42,7 +42,7 @@ from adapters.slack.api import DEFAULT_API_URL, error_code, log_failure, make_cl
 from adapters.slack.events import mentioned_users, readable_text, route
 from adapters.slack.reply import SlackReplies, SlackReplyTarget, SlashReplyTarget
 from adapters.slack.users import UserNames
-from bot.messages import Cache, IncomingMessage, MessageHandler
+from bot.messages import Cache, IncomingMessage, MessageHandler, conversation_key
 from bot.metrics import Metrics
 
 log = logging.getLogger("threadwise.slack")
@@ -142,6 +142,8 @@ class SlackAdapter:
         self.names = UserNames(self.client, cache)
         self._socket: Any = None  # AsyncSocketModeHandler, made in start() (it needs a loop)
         self._pending: set[asyncio.Task[Any]] = set()
+        # Per conversation: the newest event not yet handed to the core (arrival order).
+        self._arrivals: dict[str, asyncio.Future[None]] = {}
         self._closing = False
         self._auth: Any = None  # auth.test's answer, once Slack has given it
 
@@ -358,9 +360,27 @@ class SlackAdapter:
         team = str(body.get("team_id") or context.team_id or event.get("team") or "")
         user = event["user"]
         raw_text = event.get("text") or ""
-        names = await self.names.names(
-            team, [user, *mentioned_users(raw_text, exclude=bot_user_id)]
-        )
+        # Messages of one conversation go to the core in the order they arrived, although the
+        # name lookups below take longer for some people (a cache miss) than for others.
+        key = conversation_key("slack", team, event["channel"], decision.thread)
+        before = self._arrivals.get(key)
+        mine: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._arrivals[key] = mine
+        try:
+            names = await self.names.names(
+                team, [user, *mentioned_users(raw_text, exclude=bot_user_id)]
+            )
+            if before is not None:
+                await before
+            self._submit_message(body, event, decision, team, user, raw_text, names, bot_user_id)
+        finally:
+            mine.set_result(None)
+            if self._arrivals.get(key) is mine:
+                del self._arrivals[key]
+
+    def _submit_message(
+        self, body, event, decision, team: str, user: str, raw_text: str, names, bot_user_id
+    ) -> None:
         message = IncomingMessage(
             platform="slack",
             workspace=team,
