@@ -254,13 +254,13 @@ def _quiet_sdk_logs() -> None:
 async def _read_activity(request: web.Request) -> Activity:
     try:
         body = json.loads(await request.read())
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: nested too deep
         raise BadRequest("body is not JSON") from None
     if not isinstance(body, dict):
         raise BadRequest("body is not a JSON object")
     try:
         activity = Activity.model_validate(body)
-    except (ValidationError, ValueError, TypeError):
+    except (ValidationError, ValueError, TypeError, RecursionError):
         raise BadRequest("body is not a Bot Framework activity") from None
     if not activity.type or activity.conversation is None or not activity.conversation.id:
         raise BadRequest("activity has no type or conversation id")
