@@ -51,9 +51,16 @@ def table(title: str, headers: list[str], rows: list[list[object]]) -> str:
     return "\n".join(out)
 
 
+def results_dir(smoke: bool = False) -> Path:
+    """bench/results (smoke runs: bench/results/smoke), or $BENCH_RESULTS when set."""
+    env = os.environ.get("BENCH_RESULTS")
+    return Path(env) if env else (RESULTS / "smoke" if smoke else RESULTS)
+
+
 def write(name: str, data: dict) -> Path:
-    RESULTS.mkdir(exist_ok=True)
-    path = RESULTS / f"{name}.json"
+    out = results_dir(bool(data.get("smoke")))
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"{name}.json"
     data = {
         "bench": name,
         "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
