@@ -93,6 +93,22 @@ def is_from_a_bot(activity: Activity) -> bool:
     return sender.id.startswith("28:") or (sender.role or "").lower() == "bot"
 
 
+def user_id_of(activity: Activity) -> str:
+    """The sender's id as BOT_ADMINS and usage know it.
+
+    In Teams it is the Entra object id (`from.aadObjectId`), else Teams' own `29:` account id.
+    Other channels of the same bot registration (Web Chat, Direct Line) carry whatever `from` the
+    client sends, so their ids are qualified by the channel: they can never pass for an object
+    id in BOT_ADMINS.
+    """
+    sender = activity.from_property
+    assert sender is not None and sender.id
+    channel = str(activity.channel_id or "unknown")
+    if channel == "msteams":
+        return sender.aad_object_id or sender.id
+    return f"{channel}:{sender.id}"
+
+
 def to_incoming(activity: Activity, app_id: str | None) -> IncomingMessage | None:
     """The common message for a Teams `message` activity, or None when it is not for the bot."""
     if activity.type != "message" or activity.conversation is None:
@@ -110,7 +126,7 @@ def to_incoming(activity: Activity, app_id: str | None) -> IncomingMessage | Non
         workspace=tenant_of(activity),
         channel=activity.conversation.id,
         thread=None,
-        user_id=sender.aad_object_id or sender.id,
+        user_id=user_id_of(activity),
         user_name=sender.name or "",
         text=text,
         message_id=activity.id or uuid.uuid4().hex,
