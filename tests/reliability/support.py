@@ -88,7 +88,15 @@ def teams_key(activity: dict) -> str:
 # -- events ------------------------------------------------------------------------------------
 
 
-def mention(text: str, *, ch: str, at: str | None = None, thread: str | None = None, user="U1"):
+def mention(
+    text: str,
+    *,
+    ch: str,
+    at: str | None = None,
+    thread: str | None = None,
+    user: str = "U1",
+    **extra: Any,
+) -> dict:
     """An `app_mention` as Slack sends it (`text` should carry `<@UBOT>`)."""
     at = at or ts()
     event = {
@@ -102,6 +110,7 @@ def mention(text: str, *, ch: str, at: str | None = None, thread: str | None = N
     }
     if thread:
         event["thread_ts"] = thread
+    event.update(extra)
     return event
 
 
