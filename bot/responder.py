@@ -7,6 +7,7 @@ apology in the thread, never a stack trace, and nothing half-stored.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import re
 import time
@@ -50,6 +51,16 @@ EMPTY_MENTION = "Hi! Ask me anything in this thread, or type `!help` for command
 KNOWN_CONVERSATIONS = 10_000
 
 _NAME_OK = re.compile(r"[^A-Za-z0-9_-]+")
+
+
+def encodable(text: str) -> str:
+    """`text` with any lone UTF-16 surrogate (a JSON escape such as "\\ud83d" of a cut emoji)
+    replaced by U+FFFD: such text cannot be sent to the model or stored, whatever is retried."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
+    return text
 
 
 def speaker_name(display: str) -> str | None:
@@ -105,6 +116,9 @@ class Responder:
         return len(pending)
 
     async def handle(self, message: IncomingMessage, reply: ReplyTarget) -> None:
+        message = dataclasses.replace(
+            message, text=encodable(message.text), user_name=encodable(message.user_name)
+        )
         with turn_context(message.conversation_key, message.event_id or uuid.uuid4().hex[:12]):
             try:
                 await self._handle(message, reply)
