@@ -227,7 +227,7 @@ async def teams_thread(
 
 INTERNALS = re.compile(
     r"Traceback|Exception|\w+Error\b|File \"|\.py\b|redis|127\.0\.0\.1|localhost|https?://"
-    r"|HTTP \d{3}|\b[45]\d\d\b|status code|openai\.|aiohttp|httpx|errno|stack trace",
+    r"|HTTP \d{3}|status (?:code )?\d{3}|openai\.|aiohttp|httpx|errno|stack trace",
     re.IGNORECASE,
 )
 
@@ -376,6 +376,13 @@ class Stack:
                 break
             await asyncio.sleep(0.05)
         return history
+
+    async def model_requests_when(self, n: int, timeout: float = 20.0) -> None:
+        """Wait until the model has had `n` chat requests."""
+        deadline = time.monotonic() + timeout
+        while len(self.model.chat_requests) < n:
+            assert time.monotonic() < deadline, f"{len(self.model.chat_requests)} of {n} requests"
+            await asyncio.sleep(0.05)
 
     async def prompts(self) -> dict[str, str]:
         """Every stored system prompt by scope, and the length of every audit list."""
