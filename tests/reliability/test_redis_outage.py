@@ -232,8 +232,8 @@ async def test_claim_retried_after_a_dropped_connection_is_not_a_duplicate(redis
     store = RedisStore(redis_url, prefix=key_prefix, history_budget=1000, history_ttl=60)
     try:
         keys = [f"{key_prefix}{{c}}:{k}" for k in ("o:m1", "q", "l", "a")]
-        assert await store._begin(keys=keys, args=[60, "token-a", 30000, 0]) == 1
-        assert await store._begin(keys=keys, args=[60, "token-a", 30000, 0]) == 1  # the retry
-        assert await store._begin(keys=keys, args=[60, "token-b", 30000, 0]) == -1  # a dup
+        assert await store._begin(keys=keys, args=[60, "token-a", 30000, 0, 0]) == 1
+        assert await store._begin(keys=keys, args=[60, "token-a", 30000, 0, 0]) == 1  # the retry
+        assert await store._begin(keys=keys, args=[60, "token-b", 30000, 0, 0]) == -1  # a dup
     finally:
         await store.close()
