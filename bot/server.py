@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import signal
 
@@ -81,6 +82,11 @@ async def serve(service: Service, adapters: list[Adapter], *, grace: float = 60.
         loop.add_signal_handler(sig, stop.set)
     for adapter in adapters:
         await adapter.start()
+    # What start-up built (modules, clients, apps) lives as long as the process: freeze it out
+    # of the cyclic GC, so collections scan only what turns allocate. Without this a full
+    # collection under load walked every start-up object too (up to 250 ms pauses, ~15% CPU).
+    gc.collect()
+    gc.freeze()
     log.info("listening", extra={"host": settings.host, "port": settings.port})
     try:
         await stop.wait()
