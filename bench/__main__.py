@@ -53,12 +53,14 @@ def summary_rows(name: str, d: dict) -> list[list[str]]:
             )
         return rows
     if name == "throughput":
+        c, s = d["capacity"], d["steady"]
         return [
             [
                 "2 throughput",
-                ">= 200 answered/s, ack p99 <= 50 ms, 0 dropped, 0 twice",
-                f"{d['answered_per_s']}/s, ack p99 {d['ack']['p99_ms']} ms, "
-                f"{d['dropped']} dropped, {d['answered_twice']} twice"
+                ">= 200 answered/s; ack p99 <= 50 ms at 200 msg/s; 0 dropped, 0 twice",
+                f"{c['answered_per_s']}/s (service on {d['event_loop']}); ack p99 "
+                f"{s['ack']['p99_ms']} ms at {s['answered_per_s']}/s (at capacity "
+                f"{c['ack']['p99_ms']} ms); {d['dropped']} dropped, {d['answered_twice']} twice"
                 + (f", {d['error_count']} errors" if d["error_count"] else ""),
                 _yes(d["met"]),
             ]
@@ -104,11 +106,13 @@ def summary_rows(name: str, d: dict) -> list[list[str]]:
         ]
     if name == "memory":
         pts = ", ".join(f"{p['conversations']:,}: {p['rss_mb']} MB" for p in d["points"])
+        g = d["heap_growth"]
         return [
             [
                 "6 memory",
                 d["goal"],
-                f"RSS {pts} (+{d['growth_mb']} MB)",
+                f"RSS {pts}; last step RSS {d['rss_growth_mb']:+} MB, heap blocks "
+                f"{g['blocks']:+.2%}, objects {g['objects']:+.2%}",
                 _yes(d["met"]),
             ]
         ]

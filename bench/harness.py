@@ -48,6 +48,7 @@ from tests.fakes.fake_slack import (
 from tests.fixtures.teams.harness import load as load_activity
 from tests.helpers import ServeProcess, delete_prefix
 
+SENDER_CONNECTIONS = 256
 TAG = re.compile(r"\[m(\d+)\]")
 _seq = itertools.count(1)
 
@@ -259,6 +260,10 @@ class Stack:
     def rss_mb(self) -> float:
         return rss_mb(self.pid)
 
+    def event_loop(self) -> str:
+        maps = Path(f"/proc/{self.pid}/maps").read_text()
+        return "uvloop" if "uvloop" in maps else "asyncio"
+
     def log_problems(self) -> dict[str, int]:
         """Warnings and errors the service logged, counted by message."""
         counts: dict[str, int] = defaultdict(int)
@@ -373,7 +378,9 @@ class running_stack:
             await slack.stop()
             await teams.stop()
             raise
-        http = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
+        # Like a real sender, a pool of keep-alive connections (not a new connection per event:
+        # a burst of thousands of connects overflows any listen backlog and measures SYN retries)
+        http = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=SENDER_CONNECTIONS))
         profile = os.environ.get("BENCH_PROFILE")  # a path: py-spy samples the service
         if profile:
             self._spy = await asyncio.create_subprocess_exec(
