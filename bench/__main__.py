@@ -5,8 +5,10 @@
     python -m bench --smoke              # each in a few seconds: checks they work, not the numbers
 
 Each bench prints its own table and writes bench/results/<name>.json; the summary goes to
-bench/results/summary.json. Needs Redis (THREADWISE_BENCH_REDIS, default
-redis://127.0.0.1:6379/0); bench 4 starts a private `redis-server` when one is installed.
+bench/results/summary.json (smoke runs: bench/results/smoke/, or $BENCH_RESULTS). Needs Redis
+(THREADWISE_BENCH_REDIS, default redis://127.0.0.1:6379/0); bench 4 starts a private
+`redis-server` when one is installed. BENCH_PROFILE=/tmp/serve.txt samples the service with
+py-spy while a bench runs; `python -m bench.profile_summary /tmp/serve.txt` reads it.
 """
 
 from __future__ import annotations
