@@ -78,7 +78,8 @@ async def _check_model(settings: Settings) -> Check:
             "auth": "the key or identity was refused: check AZURE_OPENAI_API_KEY, or grant "
             "'Cognitive Services OpenAI User' to the identity",
             "not_found": "no such deployment: check AZURE_OPENAI_DEPLOYMENT and the endpoint",
-            "timeout": "no answer in time: check AZURE_OPENAI_ENDPOINT and the network",
+            "timeout": "no answer (timed out or refused): check AZURE_OPENAI_ENDPOINT and the "
+            "network",
             "unavailable": "could not reach the endpoint: check AZURE_OPENAI_ENDPOINT",
         }
         return Check("model", False, tried, fixes.get(kind, f"the call failed ({kind})"))
