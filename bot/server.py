@@ -74,7 +74,8 @@ async def serve(service: Service, adapters: list[Adapter], *, grace: float = 60.
     app = build_app(service, adapters)
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
-    site = web.TCPSite(runner, settings.host, settings.port)
+    # A burst of new connections overflowed the default backlog (128) in bench 2.
+    site = web.TCPSite(runner, settings.host, settings.port, backlog=1024)
     await site.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
