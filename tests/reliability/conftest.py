@@ -35,6 +35,22 @@ def new_stack(model, slack, connector, redis_url: str, **env: str) -> Stack:
     return Stack(model, slack, connector, redis_url, prefix, env_extra=dict(env))
 
 
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def stack(model, slack, connector, redis_url):
+    """A running `threadwise serve` with default settings; a module may override it."""
+    st = new_stack(model, slack, connector, redis_url)
+    await st.start()
+    yield st
+    await st.close()
+
+
+@pytest_asyncio.fixture(loop_scope="module")
+async def fresh(stack):
+    stack.reset()
+    yield stack
+    stack.reset()
+
+
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
     if not FIGURES:
         return

@@ -47,14 +47,6 @@ pytestmark = [pytest.mark.security, pytest.mark.asyncio(loop_scope="module")]
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def stack(model, slack, connector, redis_url):
-    st = new_stack(model, slack, connector, redis_url)
-    await st.start()
-    yield st
-    await st.close()
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def issuer():
     async with LocalIssuer() as local:
         yield local
@@ -74,13 +66,6 @@ async def teams_svc(model, slack, connector, redis_url, issuer):
     )
     yield st, svc
     await st.close()
-
-
-@pytest_asyncio.fixture(loop_scope="module")
-async def fresh(stack):
-    stack.reset()
-    yield stack
-    stack.reset()
 
 
 def nothing_happened(stack) -> None:

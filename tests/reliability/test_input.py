@@ -63,13 +63,6 @@ async def stack(model, slack, connector, redis_url):
     await st.close()
 
 
-@pytest_asyncio.fixture(loop_scope="module")
-async def fresh(stack):
-    stack.reset()
-    yield stack
-    stack.reset()
-
-
 # -- size ----------------------------------------------------------------------------------------
 
 

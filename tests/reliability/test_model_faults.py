@@ -194,13 +194,6 @@ async def stack(model, slack, connector, redis_url):
     await st.close()
 
 
-@pytest_asyncio.fixture(loop_scope="module")
-async def fresh(stack):
-    stack.reset()
-    yield stack
-    stack.reset()
-
-
 def check_retry_pacing(stack, case: Case) -> None:
     if case.min_gap is None:
         return

@@ -18,10 +18,8 @@ import itertools
 from dataclasses import dataclass, field
 
 import pytest
-import pytest_asyncio
 
 from tests.fakes.fake_slack import form, signed_headers, slash_command
-from tests.reliability.conftest import new_stack
 from tests.reliability.support import (
     SECRET,
     SLACK_ADMIN,
@@ -56,14 +54,6 @@ class Attempt:
     slash_text: str | None = None
     teams: dict | None = None
     where: tuple = field(default_factory=tuple)  # filled in when sent
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def stack(model, slack, connector, redis_url):
-    st = new_stack(model, slack, connector, redis_url)
-    await st.start()
-    yield st
-    await st.close()
 
 
 def slack_attempts(ch: str) -> list[Attempt]:

@@ -11,10 +11,8 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-import pytest_asyncio
 
 from tests.fakes.fake_openai import Reply
-from tests.reliability.conftest import new_stack
 from tests.reliability.support import (
     channel,
     dm,
@@ -30,21 +28,6 @@ from tests.reliability.support import (
 pytestmark = [pytest.mark.reliability, pytest.mark.asyncio(loop_scope="module")]
 
 STORY = " ".join(f"word{i}" for i in range(30)) + "."
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def stack(model, slack, connector, redis_url):
-    st = new_stack(model, slack, connector, redis_url)
-    await st.start()
-    yield st
-    await st.close()
-
-
-@pytest_asyncio.fixture(loop_scope="module")
-async def fresh(stack):
-    stack.reset()
-    yield stack
-    stack.reset()
 
 
 def calls(stack, method: str):

@@ -12,10 +12,8 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-import pytest_asyncio
 
 from tests.fakes.fake_openai import Reply
-from tests.reliability.conftest import new_stack
 from tests.reliability.support import (
     figure,
     log_records,
@@ -32,21 +30,6 @@ STORY = " ".join(f"word{i}" for i in range(36)) + "."
 
 def squashed(text: str) -> str:
     return "".join(text.split())
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def stack(model, slack, connector, redis_url):
-    st = new_stack(model, slack, connector, redis_url)
-    await st.start()
-    yield st
-    await st.close()
-
-
-@pytest_asyncio.fixture(loop_scope="module")
-async def fresh(stack):
-    stack.reset()
-    yield stack
-    stack.reset()
 
 
 async def ask(stack, kind: str = "personal_message", *, paced: bool = True) -> dict:
