@@ -107,7 +107,7 @@ class Reply:
     done: float | None = None
     streams: int = 0
     posts: int = 0
-    last_stream_post: float | None = None  # Teams: the last informative/streaming update
+    last_stream_post: float | None = None  # Teams: the last update of an open stream
 
 
 class SlackRecorder(FakeSlack):
@@ -210,8 +210,8 @@ class TeamsRecorder(FakeConnector):
         visible = activity.get("type") == "message" or kind == "streaming"
         if visible and text and r.first_text is None:
             r.first_text = now
-        if kind == "informative":
-            r.streams += 1
+        if kind in ("informative", "streaming") and not info.get("streamId"):
+            r.streams += 1  # the update that opened a stream
         if kind in ("informative", "streaming"):
             r.last_stream_post = now
         if activity.get("type") == "message":

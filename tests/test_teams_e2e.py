@@ -136,23 +136,21 @@ async def test_personal_chat_reply_streams_with_the_teams_protocol(
     assert await post(service, act) == 200
     [final] = await answer(connector, act["conversation"]["id"])
     posts = [a for a in connector.activities if a.stream is not None]
-    informative, *chunks, last = posts
+    first, *chunks, last = posts
     assert last is final
-    assert informative.type == "typing"
-    assert informative.stream == {
-        "type": "streaminfo",
-        "streamType": "informative",
-        "streamSequence": 1,
-    }
+    # The model's first words open the stream: no informative update holds them back.
+    assert first.type == "typing"
+    assert first.stream == {"type": "streaminfo", "streamType": "streaming", "streamSequence": 1}
+    assert first.text and story.startswith(first.text)
     assert len(chunks) >= 2
     assert [c.stream["streamSequence"] for c in chunks] == list(range(2, 2 + len(chunks)))
     for chunk in chunks:
         assert chunk.type == "typing" and chunk.stream["streamType"] == "streaming"
-        assert chunk.stream["streamId"] == informative.id
+        assert chunk.stream["streamId"] == first.id
         assert story.startswith(chunk.text)  # the full text so far
     gaps = [b.at - a.at for a, b in itertools.pairwise(posts)]
     assert min(gaps) >= 0.9, gaps  # at most about one update a second
-    assert final.stream["streamId"] == informative.id and "streamSequence" not in final.stream
+    assert final.stream["streamId"] == first.id and "streamSequence" not in final.stream
     assert final.text == story
     assert all(p.reply_to_id == act["id"] for p in posts)
     assert connector.rejected == []
@@ -300,7 +298,7 @@ async def test_model_failure_ends_the_stream_with_an_apology(service, model, con
     [apology] = await answer(connector, act["conversation"]["id"])
     assert "sorry" in apology.text.lower() or "try again" in apology.text.lower()
     streams = [a for a in connector.activities if a.stream is not None]
-    # Whatever was opened is closed: no informative update is left hanging.
+    # Whatever was opened is closed: no stream is left hanging.
     if streams:
         assert streams[-1].stream["streamType"] == "final"
 

@@ -1,7 +1,8 @@
 """Streaming in 1:1 chats follows Teams' protocol, and degrades gracefully when Teams says no.
 
-informative `typing` (streamSequence 1) → `typing` chunks holding the full text so far, with
-increasing streamSequence and the streamId Teams returned → final `message` (streamType final).
+first `typing` (streamSequence 1: the model's first words, or an informative update while the
+model is silent) → `typing` chunks holding the full text so far, with increasing streamSequence
+and the streamId Teams returned → final `message` (streamType final).
 The fake connector enforces the protocol the way Teams does (prefix-extending text, increasing
 sequence, no updates after final, no streaming outside 1:1 chats).
 """
@@ -28,6 +29,7 @@ FULL = "".join(WORDS)
 def fast(monkeypatch):
     monkeypatch.setattr(Outbound, "backoff", 0.01)
     monkeypatch.setattr(TeamsStream, "interval", 0.05)
+    monkeypatch.setattr(TeamsStream, "open_wait", 0.05)
 
 
 @pytest.fixture
@@ -62,15 +64,18 @@ def stream_posts(connector):
     return [a for a in connector.activities if a.stream is not None]
 
 
-async def test_personal_reply_streams_informative_then_full_text_chunks_then_final(connector):
+async def test_personal_reply_opens_the_stream_with_the_first_words_then_chunks_then_final(
+    connector,
+):
     activity = await run(connector, streamer())
     posts = stream_posts(connector)
-    informative, *chunks, final = posts
-    assert informative.type == "typing"
-    assert informative.stream["streamType"] == "informative"
-    assert informative.stream["streamSequence"] == 1
-    assert "streamId" not in informative.stream
-    stream_id = informative.id
+    first, *chunks, final = posts
+    assert first.type == "typing"
+    assert first.stream["streamType"] == "streaming"
+    assert first.stream["streamSequence"] == 1
+    assert "streamId" not in first.stream
+    assert first.text == WORDS[0]  # no informative update holds the first words back
+    stream_id = first.id
     assert chunks, "expected at least one streamed chunk"
     sequences = [c.stream["streamSequence"] for c in chunks]
     assert sequences == sorted(set(sequences)) and sequences[0] == 2
@@ -79,7 +84,7 @@ async def test_personal_reply_streams_informative_then_full_text_chunks_then_fin
         assert chunk.stream["streamType"] == "streaming"
         assert chunk.stream["streamId"] == stream_id
         assert FULL.startswith(chunk.text) and chunk.text  # the full text so far, not a delta
-    assert len(chunks[-1].text) >= len(chunks[0].text)
+    assert len(chunks[-1].text) >= len(chunks[0].text) > len(first.text)
     assert final.type == "message"
     assert final.stream["streamType"] == "final"
     assert final.stream["streamId"] == stream_id
@@ -92,12 +97,36 @@ async def test_personal_reply_streams_informative_then_full_text_chunks_then_fin
     assert len(connector.messages()) == 1
 
 
+async def test_model_silent_past_open_wait_gets_an_informative_update_first(connector):
+    await run(connector, streamer(pause=0.2))  # first word well after open_wait (0.05 s)
+    first, second, *_ = stream_posts(connector)
+    assert first.type == "typing" and first.stream["streamType"] == "informative"
+    assert first.stream["streamSequence"] == 1 and first.text
+    assert second.stream["streamType"] == "streaming" and second.stream["streamSequence"] == 2
+    assert second.stream["streamId"] == first.id
+    assert stream_posts(connector)[-1].text == FULL
+    assert connector.rejected == []
+
+
+async def test_reply_finished_before_the_stream_opens_is_one_plain_message(connector, monkeypatch):
+    monkeypatch.setattr(TeamsStream, "open_wait", 1.0)
+
+    async def whole_at_once(msg, reply):  # e.g. a model that does not stream
+        stream = reply.stream()
+        await asyncio.sleep(0.1)
+        await stream.finish(FULL)
+
+    await run(connector, whole_at_once)
+    assert stream_posts(connector) == []
+    assert [m.text for m in connector.messages()] == [FULL]
+
+
 async def test_stream_updates_are_at_least_a_second_apart(connector, monkeypatch):
     monkeypatch.setattr(TeamsStream, "interval", 1.0)  # Teams' real pace
     words = [f"w{i} " for i in range(14)]
     await run(connector, streamer(words, pause=0.15))
     posts = stream_posts(connector)
-    assert len(posts) >= 4  # informative, ≥2 chunks, final
+    assert len(posts) >= 4  # first words, ≥2 chunks, final
     gaps = [b.at - a.at for a, b in itertools.pairwise(posts)]
     assert min(gaps) >= 0.95, gaps
     assert posts[-1].text == "".join(words)
@@ -119,7 +148,7 @@ async def test_content_stream_not_allowed_ends_the_stream_and_posts_the_rest(con
 
     async def model(msg, reply):
         stream = reply.stream()
-        await asyncio.sleep(0.1)  # informative goes out
+        await asyncio.sleep(0.1)  # the model is silent: the informative update goes out
         await stream.append(words[0])
         await asyncio.sleep(0.2)  # a chunk is attempted and refused
         await stream.append(words[1])
@@ -161,7 +190,7 @@ async def test_throttled_stream_update_is_retried(connector):
 
 
 async def test_stream_refused_outright_falls_back_to_one_message(connector):
-    connector.fail(400, code="BadArgument", match={"streamType": "informative"})
+    connector.fail(400, code="BadArgument", match={"streamType": "streaming"})
     await run(connector, streamer())
     assert stream_posts(connector) == []
     assert [m.text for m in connector.messages()] == [FULL]
@@ -250,7 +279,7 @@ async def test_connector_outage_mid_stream_still_delivers_the_answer(connector):
     assert (finals and finals[0].text == "Half and the rest.") or delivered.endswith("the rest.")
 
 
-async def test_reply_finished_before_any_chunk_is_split_between_final_and_messages(
+async def test_long_reply_finished_before_the_stream_opens_is_split_into_messages(
     connector, monkeypatch
 ):
     monkeypatch.setattr(replies, "MAX_MESSAGE_BYTES", 300)
@@ -261,16 +290,16 @@ async def test_reply_finished_before_any_chunk_is_split_between_final_and_messag
         await stream.finish(text)  # the whole answer at once
 
     await run(connector, model)
-    [final] = [p for p in stream_posts(connector) if p.stream["streamType"] == "final"]
-    rest = [m.text for m in connector.messages() if m.stream is None]
-    assert rest
-    for body in [final.text, *rest]:
+    assert stream_posts(connector) == []
+    parts = [m.text for m in connector.messages()]
+    assert len(parts) > 1
+    for body in parts:
         assert len(body.encode("utf-16-le")) <= 300
         assert body.count("```") % 2 == 0
-    assert "".join(final.text.split()).replace("```", "") in "".join(text.split()).replace(
-        "```", ""
-    )
-    assert rest[-1].endswith("Done.")
+    assert parts[-1].endswith("Done.")
+    assert "".join("".join(parts).split()).replace("```sh", "").replace("```", "") == "".join(
+        text.split()
+    ).replace("```sh", "").replace("```", "")
 
 
 @given(

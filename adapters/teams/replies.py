@@ -7,10 +7,11 @@ proactive-style: a connector client for the activity's `serviceUrl` from the SDK
 mode), then `reply_to_activity` into the conversation id (for channels it carries `;messageid=`,
 so the reply lands in the same reply chain).
 
-Streaming (1:1 chats only; Teams rejects it elsewhere) follows Microsoft's protocol: an
-informative `typing` activity with `streaminfo` (`streamType: informative`, `streamSequence: 1`)
-whose response id becomes the `streamId`; then `typing` chunks each holding the full text so far,
-`streamSequence` increasing, at most one a second; then a `message` with `streamType: final`.
+Streaming (1:1 chats only; Teams rejects it elsewhere) follows Microsoft's protocol: a first
+`typing` activity with `streaminfo` (`streamSequence: 1`; `streamType: streaming` carrying the
+model's first words, or `informative` while the model is slow to start) whose response id becomes
+the `streamId`; then `typing` chunks each holding the full text so far, `streamSequence`
+increasing, at most one a second; then a `message` with `streamType: final`.
 The SDK's `StreamingResponse` speaks the same protocol but is tied to a live TurnContext and
 does not retry 429s, loses the remainder after a 403, cannot replace the text at the end, and has
 no Teams 2-minute or size cut-over; this module adds those and otherwise mirrors it.
@@ -293,7 +294,7 @@ class TeamsReplyTarget:
 
     async def typing(self) -> None:
         if isinstance(self._stream, TeamsStream) and not self._stream.finished:
-            return  # the stream's informative update already shows progress
+            return  # the stream (or its pending first update) already shows progress
         try:
             async with self.outbound.client(self.destination.service_url) as client:
                 await self.outbound.post(
@@ -308,7 +309,7 @@ class TeamsReplyTarget:
     async def send(self, text: str) -> None:
         stream = self._stream
         if isinstance(stream, TeamsStream) and not stream.finished:
-            # An apology after a failed model call: the open stream (showing only its
+            # An apology after a failed model call: a stream already open (showing only its
             # informative update) ends with this text rather than being left hanging.
             if await stream.finish_with(text):
                 return
@@ -364,14 +365,17 @@ class BufferedStream:
 class TeamsStream:
     """Teams' streaming protocol for one reply in a 1:1 chat (see the module docstring).
 
-    A background task sends the informative update at once, then the full text so far at most
-    every `interval` seconds. After `max_seconds` (Teams stops a stream at 2 minutes) or when
-    the text outgrows one message, the stream is finalized with what it shows and the rest
-    follows as ordinary messages. A 403 ContentStreamNotAllowed (user pressed Stop, stream
-    expired) ends it gracefully: what was not shown yet is posted as an ordinary message.
+    A background task opens the stream with the model's first words (or, if the model is still
+    silent after `open_wait` seconds, with an informative update), then sends the full text so
+    far at most every `interval` seconds. After `max_seconds` (Teams stops a stream at 2
+    minutes) or when the text outgrows one message, the stream is finalized with what it shows
+    and the rest follows as ordinary messages. A 403 ContentStreamNotAllowed (user pressed
+    Stop, stream expired) ends it gracefully: what was not shown yet is posted as an ordinary
+    message.
     """
 
     interval = 1.0
+    open_wait = 2.0
     max_seconds = 110.0
     max_chunk_failures = 3
 
@@ -440,10 +444,27 @@ class TeamsStream:
         except ConnectorError:
             self.state = "fallback"
             return
+        # Teams accepts one stream update a second, so an informative update sent at once would
+        # hold the model's first words back a whole second. Wait for them instead (the typing
+        # indicator sent just before shows meanwhile): the first words open the stream
+        # themselves; a reply finished by then goes out as one plain message; a model still
+        # silent after `open_wait` gets the informative update, as Teams recommends.
+        if not self._text:
+            await _wait(self._wake, self.open_wait)
+        if self._finishing.is_set():
+            self.state = "fallback"
+            return
+        first = self._text
+        if utf16_bytes(first) > MAX_MESSAGE_BYTES - FENCE_RESERVE:
+            self.state = "fallback"
+            return
         try:
-            stream_id = await self._post(
-                "typing", INFORMATIVE_TEXT, StreamInfo(stream_type="informative")
-            )
+            if first:
+                stream_id = await self._post("typing", first, StreamInfo(stream_type="streaming"))
+            else:
+                stream_id = await self._post(
+                    "typing", INFORMATIVE_TEXT, StreamInfo(stream_type="informative")
+                )
         except StreamRejected:
             self.state = "dead"
             return
@@ -454,6 +475,7 @@ class TeamsStream:
         if not stream_id:
             self.state = "fallback"
             return
+        self._shown = first
         self.stream_id = stream_id
         self.state = "streaming"
         started = loop.time()

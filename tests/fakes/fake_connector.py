@@ -40,13 +40,14 @@ class Failure:
     code: str | None = None
     message: str = ""
     retry_after: float | None = None
-    # Only posts whose activity matches every key here fail: "type", "streamType", "text".
+    # Only posts whose activity matches every key here fail: "type", "text", or a streaminfo
+    # field ("streamType", "streamSequence", "streamId").
     match: dict[str, Any] = field(default_factory=dict)
 
     def matches(self, activity: dict) -> bool:
         for key, want in self.match.items():
-            if key == "streamType":
-                have = (stream_info(activity) or {}).get("streamType")
+            if key.startswith("stream"):
+                have = (stream_info(activity) or {}).get(key)
             else:
                 have = activity.get(key)
             if have != want:

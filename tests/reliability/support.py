@@ -193,10 +193,13 @@ def teams_shown(connector: FakeConnector, conversation_id: str) -> str:
             if a.type == "message":
                 parts.append(a.text)
             continue
-        if info.get("streamType") == "informative":
-            stream_text[a.id] = ""
+        kind = info.get("streamType")
+        if kind in ("informative", "streaming") and not info.get("streamId"):
+            # The update that opened a stream: the model's first words, or informative text
+            # (which is a progress bar, not part of the reply).
+            stream_text[a.id] = a.text if kind == "streaming" else ""
             parts.append(f"\x00stream:{a.id}")
-        elif info.get("streamType") in ("streaming", "final"):
+        elif kind in ("streaming", "final"):
             stream_text[info.get("streamId") or a.id] = a.text
     out = []
     for p in parts:

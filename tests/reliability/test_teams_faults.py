@@ -32,10 +32,14 @@ def squashed(text: str) -> str:
     return "".join(text.split())
 
 
-async def ask(stack, kind: str = "personal_message", *, paced: bool = True) -> dict:
+async def ask(
+    stack, kind: str = "personal_message", *, paced: bool = True, first_token: float = 0.0
+) -> dict:
     stack.model.script(Reply(STORY))
     if paced:
-        stack.model.configure(tokens_per_second=15)  # ~2.5 s: informative + chunks + final
+        stack.model.configure(tokens_per_second=15)  # ~2.5 s: first words + chunks + final
+    if first_token:
+        stack.model.configure(first_token_delay=first_token)
     prefix = "" if kind == "personal_message" else "<at>Threadwise</at> "
     act = stack.activity(kind, text=prefix + "tell me a story")
     assert await stack.teams(act) == 200
@@ -54,16 +58,18 @@ async def whole_reply_shown(stack, act: dict, timeout: float = 30.0) -> None:
 @pytest.mark.parametrize(
     "match",
     [
-        {"streamType": "streaming"},
+        {"streamType": "streaming", "streamSequence": 2},
+        {"streamSequence": 1},
         {"streamType": "informative"},
         {"streamType": "final"},
     ],
-    ids=["on-a-chunk", "on-the-first-update", "on-the-final-message"],
+    ids=["on-a-chunk", "on-the-first-update", "on-the-informative-update", "on-the-final-message"],
 )
 async def test_403_on_the_stream_still_shows_the_whole_reply(fresh, match):
     stack = fresh
     stack.connector.fail(403, code="ContentStreamNotAllowed", match=match)
-    act = await ask(stack)
+    # A model silent for longer than the stream's open_wait gets an informative update first.
+    act = await ask(stack, first_token=2.5 if match == {"streamType": "informative"} else 0.0)
     await whole_reply_shown(stack, act)
     assert stack.connector.rejected and stack.connector.rejected[0][0] == 403
     figure("Teams faults injected")
