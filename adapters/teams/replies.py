@@ -135,12 +135,29 @@ def _retry_after(headers) -> float | None:
     return max(0.0, when.timestamp() - time.time())
 
 
+@dataclass(slots=True)
+class _Pooled:
+    """A shared connector client: when it must be replaced, and how many replies hold it."""
+
+    client: ConnectorClientBase
+    expires: float
+    users: int = 0
+    retired: bool = False
+
+
 class Outbound:
     """Connector clients from the SDK's factory, and posts with Teams-appropriate retries.
 
     429 → wait `Retry-After` (or back off) and retry; 5xx and network errors → a couple of
     quick retries; 403 ContentStreamNotAllowed → `StreamRejected`; anything else →
     `ConnectorError`. Callers log and carry on: a failed post never takes the process down.
+
+    One client per service URL is shared by every reply. The factory makes a client with a new
+    HTTP session (a new connection) and a token fetched on a worker thread, which per reply cost
+    more than the posts themselves. A client carries its token in its headers and MSAL hands
+    out tokens with at least five minutes to live, so a client is replaced after
+    `client_max_age` seconds, or at once when the connector answers 401; a replaced client is
+    closed when the last reply using it lets go.
     """
 
     request_timeout = 30.0
@@ -148,6 +165,8 @@ class Outbound:
     max_error_retries = 2
     backoff = 0.5
     max_wait = 30.0
+    client_max_age = 240.0
+    max_service_urls = 32  # Teams uses a handful of regional service URLs
 
     def __init__(
         self,
@@ -163,9 +182,31 @@ class Outbound:
         claims = {"aud": app_id, "appid": app_id} if app_id else {}
         self._identity = ClaimsIdentity(claims, authentication_type=None if anonymous else "Bearer")
         self._metrics = metrics
-        self._clients: set[ConnectorClientBase] = set()
+        self._pool: dict[str, _Pooled] = {}  # service URL → its current client
+        self._leased: dict[int, _Pooled] = {}  # id(client) → its entry, while anyone holds it
+        self._creating = asyncio.Lock()
+        self._closing: set[asyncio.Task] = set()  # closes in flight, referenced until done
+        self.clients_created = 0
 
     async def open(self, service_url: str) -> ConnectorClientBase:
+        entry = self._current(service_url)
+        if entry is None:
+            async with self._creating:  # one creation at a time; the others then share it
+                entry = self._current(service_url) or await self._create(service_url)
+        entry.users += 1
+        self._leased[id(entry.client)] = entry
+        return entry.client
+
+    def _current(self, service_url: str) -> _Pooled | None:
+        entry = self._pool.get(service_url)
+        if entry is None or entry.retired:
+            return None
+        if asyncio.get_running_loop().time() >= entry.expires:
+            self._retire(service_url, entry)
+            return None
+        return entry
+
+    async def _create(self, service_url: str) -> _Pooled:
         try:
             client = await self._factory.create_connector_client(
                 None,
@@ -179,15 +220,47 @@ class Outbound:
             self._metrics.errors.labels("teams_connector").inc()
             log.error("could not create a connector client: %s", type(exc).__name__)
             raise ConnectorError(None, type(exc).__name__) from None
-        self._clients.add(client)
-        return client
+        self.clients_created += 1
+        entry = _Pooled(client, asyncio.get_running_loop().time() + self.client_max_age)
+        self._pool[service_url] = entry
+        while len(self._pool) > self.max_service_urls:
+            oldest = next(iter(self._pool))
+            self._retire(oldest, self._pool[oldest])
+        return entry
+
+    def _retire(self, service_url: str, entry: _Pooled) -> None:
+        entry.retired = True
+        if self._pool.get(service_url) is entry:
+            del self._pool[service_url]
+        if entry.users == 0:
+            self._close_later(entry)
+
+    def _close_later(self, entry: _Pooled) -> None:
+        self._leased.pop(id(entry.client), None)
+        task = asyncio.get_running_loop().create_task(_close_quietly(entry.client))
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
+
+    def invalidate(self, client: ConnectorClientBase) -> None:
+        """Stop handing out `client` (its token was refused); it closes once released."""
+        entry = self._leased.get(id(client))
+        if entry is None or entry.retired:
+            return
+        for url, current in list(self._pool.items()):
+            if current is entry:
+                self._retire(url, entry)
+                return
+        entry.retired = True
 
     async def release(self, client: ConnectorClientBase | None) -> None:
         if client is None:
             return
-        self._clients.discard(client)
-        with contextlib.suppress(Exception):
-            await client.close()
+        entry = self._leased.get(id(client))
+        if entry is None:
+            return
+        entry.users = max(0, entry.users - 1)
+        if entry.retired and entry.users == 0:
+            self._close_later(entry)
 
     @contextlib.asynccontextmanager
     async def client(self, service_url: str) -> AsyncIterator[ConnectorClientBase]:
@@ -198,8 +271,14 @@ class Outbound:
             await self.release(client)
 
     async def aclose(self) -> None:
-        for client in list(self._clients):
-            await self.release(client)
+        entries = {id(e): e for e in [*self._pool.values(), *self._leased.values()]}
+        self._pool.clear()
+        self._leased.clear()
+        for entry in entries.values():
+            entry.retired = True
+            await _close_quietly(entry.client)
+        if self._closing:
+            await asyncio.gather(*self._closing, return_exceptions=True)
 
     async def post(
         self,
@@ -226,6 +305,8 @@ class Outbound:
                 return (res.id or None) if res is not None else None
             except aiohttp.ClientResponseError as exc:
                 status, code = exc.status, _error_code(exc.message)
+                if status == 401:
+                    self.invalidate(client)  # the next reply gets a client with a new token
                 if status == 403 and code == "ContentStreamNotAllowed":
                     raise StreamRejected(status, code) from None
                 if status == 429 and retry and throttled < self.max_throttle_retries:
@@ -609,6 +690,11 @@ def _remainder(text: str, shown: str) -> str:
     if fence and rest.strip():
         return fence[0] + "\n" + rest.lstrip("\n")
     return rest.lstrip()
+
+
+async def _close_quietly(client: ConnectorClientBase) -> None:
+    with contextlib.suppress(Exception):
+        await client.close()
 
 
 async def _wait(event: asyncio.Event, timeout: float) -> None:
