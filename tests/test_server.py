@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
+import gc
+
+import pytest
+from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from bot.app import build_service
-from bot.server import build_app
+from bot.server import MAX_BODY_BYTES, build_app
 from bot.settings import Settings
 from tests.fakes.fake_openai import FakeOpenAI
 from tests.recording import RecordingReply
 from tests.test_responder import message
 
 
-async def client_for(settings: Settings):
+async def client_for(settings: Settings, adapters=()):
     svc = build_service(settings)
-    client = TestClient(TestServer(build_app(svc, [])))
+    client = TestClient(TestServer(build_app(svc, list(adapters))))
     await client.start_server()
     return svc, client
 
@@ -64,3 +69,67 @@ async def test_readyz_is_503_naming_redis_while_it_is_down_and_200_after(redis_s
     await client.close()
     await svc.close()
     assert ok
+
+
+class BodyReader:
+    """An adapter that reads its body, as the Slack and Teams routes do."""
+
+    def routes(self) -> list[str]:
+        return ["/read"]
+
+    def mount(self, app) -> None:
+        async def read(request):
+            await request.read()
+            return web.Response(text="read")
+
+        app.router.add_post("/read", read)
+
+
+def test_refused_requests_keep_status_and_headers_and_free_their_body_at_once(
+    redis_url, key_prefix
+):
+    # On uvloop, as `serve` runs: there an HTTPException left for aiohttp to handle stays in a
+    # reference cycle (exception → traceback → frames → the request and its buffered body), so
+    # a flood of oversized bodies sat in memory until the cyclic GC came round.
+    uvloop = pytest.importorskip("uvloop")
+    settings = Settings(
+        redis_url=redis_url,
+        redis_key_prefix=key_prefix,
+        openai_base_url="http://127.0.0.1:9/v1/",
+        azure_openai_deployment="d",
+        azure_openai_api_key="k",
+    )
+
+    async def scenario() -> list:
+        svc, client = await client_for(settings, [BodyReader()])
+        try:
+            gc.collect()
+            gc.disable()  # what reference counting alone does not free stays for the check
+            try:
+                r = await client.post("/read", data=b"x" * (4 * MAX_BODY_BYTES))
+                assert r.status == 413
+                assert "Maximum request body size" in await r.text()
+                await asyncio.sleep(0.05)
+                gc.set_debug(gc.DEBUG_SAVEALL)
+                gc.collect()
+                gc.set_debug(0)
+                left = [
+                    o
+                    for o in gc.garbage
+                    if isinstance(o, web.HTTPRequestEntityTooLarge)
+                    or (isinstance(o, web.Request) and o.method == "POST")
+                ]
+                gc.garbage.clear()
+                r = await client.get("/read")
+                assert r.status == 405 and r.headers["Allow"] == "POST"
+                assert (await client.get("/nowhere")).status == 404
+                return left
+            finally:
+                gc.set_debug(0)
+                gc.garbage.clear()
+                gc.enable()
+        finally:
+            await client.close()
+            await svc.close()
+
+    assert uvloop.run(scenario()) == []
