@@ -35,7 +35,7 @@ from typing import Any
 import aiohttp
 
 from bench.common import REDIS_URL
-from tests.fakes.fake_connector import FakeConnector, stream_info
+from tests.fakes.fake_connector import FakeConnector, opens_stream, stream_info
 from tests.fakes.fake_openai import FakeOpenAI, _last_user_text
 from tests.fakes.fake_slack import (
     DEFAULT_SIGNING_SECRET,
@@ -210,8 +210,8 @@ class TeamsRecorder(FakeConnector):
         visible = activity.get("type") == "message" or kind == "streaming"
         if visible and text and r.first_text is None:
             r.first_text = now
-        if kind in ("informative", "streaming") and not info.get("streamId"):
-            r.streams += 1  # the update that opened a stream
+        if opens_stream(info):
+            r.streams += 1
         if kind in ("informative", "streaming"):
             r.last_stream_post = now
         if activity.get("type") == "message":

@@ -17,6 +17,16 @@ from tests.recording import RecordingReply
 from tests.test_responder import message
 
 
+def settings_for(redis_url: str, key_prefix: str, model_url="http://127.0.0.1:9/v1/") -> Settings:
+    return Settings(
+        redis_url=redis_url,
+        redis_key_prefix=key_prefix,
+        openai_base_url=model_url,
+        azure_openai_deployment="d",
+        azure_openai_api_key="k",
+    )
+
+
 async def client_for(settings: Settings, adapters=()):
     svc = build_service(settings)
     client = TestClient(TestServer(build_app(svc, list(adapters))))
@@ -26,15 +36,7 @@ async def client_for(settings: Settings, adapters=()):
 
 async def test_healthz_readyz_and_metrics_answer(redis_url, key_prefix):
     async with FakeOpenAI() as fake:
-        svc, client = await client_for(
-            Settings(
-                redis_url=redis_url,
-                redis_key_prefix=key_prefix,
-                openai_base_url=fake.base_url,
-                azure_openai_deployment="d",
-                azure_openai_api_key="k",
-            )
-        )
+        svc, client = await client_for(settings_for(redis_url, key_prefix, fake.base_url))
         assert (await client.get("/healthz")).status == 200
         r = await client.get("/readyz")
         assert r.status == 200 and (await r.json())["status"] == "ready"
@@ -47,15 +49,7 @@ async def test_healthz_readyz_and_metrics_answer(redis_url, key_prefix):
 
 
 async def test_readyz_is_503_naming_redis_while_it_is_down_and_200_after(redis_server, key_prefix):
-    svc, client = await client_for(
-        Settings(
-            redis_url=redis_server.url,
-            redis_key_prefix=key_prefix,
-            openai_base_url="http://127.0.0.1:9/v1/",
-            azure_openai_deployment="d",
-            azure_openai_api_key="k",
-        )
-    )
+    svc, client = await client_for(settings_for(redis_server.url, key_prefix))
     assert (await client.get("/readyz")).status == 200
     redis_server.stop()
     r = await client.get("/readyz")
@@ -92,13 +86,7 @@ def test_refused_requests_keep_status_and_headers_and_free_their_body_at_once(
     # reference cycle (exception → traceback → frames → the request and its buffered body), so
     # a flood of oversized bodies sat in memory until the cyclic GC came round.
     uvloop = pytest.importorskip("uvloop")
-    settings = Settings(
-        redis_url=redis_url,
-        redis_key_prefix=key_prefix,
-        openai_base_url="http://127.0.0.1:9/v1/",
-        azure_openai_deployment="d",
-        azure_openai_api_key="k",
-    )
+    settings = settings_for(redis_url, key_prefix)
 
     async def scenario() -> list:
         svc, client = await client_for(settings, [BodyReader()])

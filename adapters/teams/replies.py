@@ -139,6 +139,7 @@ def _retry_after(headers) -> float | None:
 class _Pooled:
     """A shared connector client: when it must be replaced, and how many replies hold it."""
 
+    service_url: str
     client: ConnectorClientBase
     expires: float
     users: int = 0
@@ -186,7 +187,6 @@ class Outbound:
         self._leased: dict[int, _Pooled] = {}  # id(client) → its entry, while anyone holds it
         self._creating = asyncio.Lock()
         self._closing: set[asyncio.Task] = set()  # closes in flight, referenced until done
-        self.clients_created = 0
 
     async def open(self, service_url: str) -> ConnectorClientBase:
         entry = self._current(service_url)
@@ -202,7 +202,7 @@ class Outbound:
         if entry is None or entry.retired:
             return None
         if asyncio.get_running_loop().time() >= entry.expires:
-            self._retire(service_url, entry)
+            self._retire(entry)
             return None
         return entry
 
@@ -220,18 +220,18 @@ class Outbound:
             self._metrics.errors.labels("teams_connector").inc()
             log.error("could not create a connector client: %s", type(exc).__name__)
             raise ConnectorError(None, type(exc).__name__) from None
-        self.clients_created += 1
-        entry = _Pooled(client, asyncio.get_running_loop().time() + self.client_max_age)
+        entry = _Pooled(
+            service_url, client, asyncio.get_running_loop().time() + self.client_max_age
+        )
         self._pool[service_url] = entry
         while len(self._pool) > self.max_service_urls:
-            oldest = next(iter(self._pool))
-            self._retire(oldest, self._pool[oldest])
+            self._retire(next(iter(self._pool.values())))  # the oldest
         return entry
 
-    def _retire(self, service_url: str, entry: _Pooled) -> None:
+    def _retire(self, entry: _Pooled) -> None:
         entry.retired = True
-        if self._pool.get(service_url) is entry:
-            del self._pool[service_url]
+        if self._pool.get(entry.service_url) is entry:
+            del self._pool[entry.service_url]
         if entry.users == 0:
             self._close_later(entry)
 
@@ -244,13 +244,8 @@ class Outbound:
     def invalidate(self, client: ConnectorClientBase) -> None:
         """Stop handing out `client` (its token was refused); it closes once released."""
         entry = self._leased.get(id(client))
-        if entry is None or entry.retired:
-            return
-        for url, current in list(self._pool.items()):
-            if current is entry:
-                self._retire(url, entry)
-                return
-        entry.retired = True
+        if entry is not None and not entry.retired:
+            self._retire(entry)
 
     async def release(self, client: ConnectorClientBase | None) -> None:
         if client is None:

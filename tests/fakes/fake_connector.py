@@ -97,6 +97,11 @@ def stream_info(activity: dict) -> dict | None:
     return None
 
 
+def opens_stream(info: dict) -> bool:
+    """Whether a streaminfo is a stream's first update (informative, or the first words)."""
+    return info.get("streamType") in ("informative", "streaming") and not info.get("streamId")
+
+
 def _error(status: int, code: str, message: str, headers: dict | None = None) -> web.Response:
     return web.json_response(
         {"error": {"code": code, "message": message}}, status=status, headers=headers

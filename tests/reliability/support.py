@@ -25,7 +25,7 @@ import aiohttp
 import redis.asyncio as aioredis
 
 from bot.store import decode_message
-from tests.fakes.fake_connector import FakeConnector, Recorded
+from tests.fakes.fake_connector import FakeConnector, Recorded, opens_stream
 from tests.fakes.fake_openai import FakeOpenAI
 from tests.fakes.fake_slack import (
     DEFAULT_SIGNING_SECRET,
@@ -194,9 +194,8 @@ def teams_shown(connector: FakeConnector, conversation_id: str) -> str:
                 parts.append(a.text)
             continue
         kind = info.get("streamType")
-        if kind in ("informative", "streaming") and not info.get("streamId"):
-            # The update that opened a stream: the model's first words, or informative text
-            # (which is a progress bar, not part of the reply).
+        if opens_stream(info):
+            # The model's first words, or informative text (a progress bar, not the reply).
             stream_text[a.id] = a.text if kind == "streaming" else ""
             parts.append(f"\x00stream:{a.id}")
         elif kind in ("streaming", "final"):
