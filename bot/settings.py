@@ -88,6 +88,15 @@ class Settings(BaseSettings):
         "MultiTenant", validation_alias=_alias("MICROSOFT_APP_TYPE")
     )
     teams_allow_anonymous: bool = Field(False, validation_alias=_alias("TEAMS_ALLOW_ANONYMOUS"))
+    # App ids that may call with a token lacking the `serviceurl` claim (agent-to-agent).
+    teams_allowed_callers: str = Field("", validation_alias=_alias("TEAMS_ALLOWED_CALLERS"))
+    teams_allowed_channels: str = Field(
+        "msteams", validation_alias=_alias("TEAMS_ALLOWED_CHANNELS")
+    )
+
+    # --- limits: the service stays up when one user floods it
+    model_max_concurrency: int = Field(256, gt=0, validation_alias=_alias("MODEL_MAX_CONCURRENCY"))
+    conversation_queue_max: int = Field(10, gt=0, validation_alias=_alias("CONVERSATION_QUEUE_MAX"))
 
     # --- server and logs
     host: str = Field("0.0.0.0", validation_alias=_alias("HOST"))
@@ -96,6 +105,7 @@ class Settings(BaseSettings):
         "INFO", validation_alias=_alias("LOG_LEVEL")
     )
     log_format: Literal["json", "text"] = Field("json", validation_alias=_alias("LOG_FORMAT"))
+    metrics_token: SecretStr | None = Field(None, validation_alias=_alias("METRICS_TOKEN"))
 
     @field_validator("log_level", "microsoft_app_type", "log_format", mode="before")
     @classmethod
@@ -158,6 +168,18 @@ class Settings(BaseSettings):
         return frozenset(e.strip() for e in self.bot_admins.split(",") if e.strip())
 
     @property
+    def teams_callers(self) -> frozenset[str]:
+        return frozenset(
+            e.strip().lower() for e in self.teams_allowed_callers.split(",") if e.strip()
+        )
+
+    @property
+    def teams_channels(self) -> frozenset[str]:
+        return frozenset(
+            e.strip().lower() for e in self.teams_allowed_channels.split(",") if e.strip()
+        )
+
+    @property
     def model_base_url(self) -> str | None:
         """The v1 base URL: `OPENAI_BASE_URL` as given, or `<endpoint>/openai/v1/`."""
         if self.openai_base_url:
@@ -200,6 +222,7 @@ class Settings(BaseSettings):
             self.slack_signing_secret,
             self.slack_app_token,
             self.microsoft_app_password,
+            self.metrics_token,
         ):
             if value is not None and value.get_secret_value():
                 found.append(value.get_secret_value())
