@@ -16,17 +16,20 @@ class Check:
     tried: str
     fix: str = ""
     required: bool = True
+    warn: bool = False  # works, but unsafe as configured: ⚠ and the fix, never a failure
 
 
-async def _check_redis(settings: Settings) -> Check:
+async def _check_redis(settings: Settings) -> list[Check]:
     if settings.redis_url is None:
-        return Check(
-            "store",
-            True,
-            "REDIS_URL not set: in-process store",
-            "fine for `threadwise chat`; set REDIS_URL for serve with several replicas",
-            required=False,
-        )
+        return [
+            Check(
+                "store",
+                True,
+                "REDIS_URL not set: in-process store",
+                "fine for `threadwise chat`; set REDIS_URL for serve with several replicas",
+                required=False,
+            )
+        ]
     from urllib.parse import urlsplit
 
     from bot.store import RedisStore, StoreUnavailable
@@ -42,17 +45,45 @@ async def _check_redis(settings: Settings) -> Check:
     )
     try:
         await store.ping()
-        return Check("redis", True, f"PING {where}")
+        checks = [Check("redis", True, f"PING {where}")]
+        checks.append(_eviction(await store.eviction_policy()))
+        return checks
     except StoreUnavailable as exc:
-        return Check(
-            "redis",
-            False,
-            f"PING {where}",
-            f"Redis at {where} did not answer ({exc.__cause__.__class__.__name__}); "
-            "check REDIS_URL, the password and TLS (rediss://)",
-        )
+        return [
+            Check(
+                "redis",
+                False,
+                f"PING {where}",
+                f"Redis at {where} did not answer ({exc.__cause__.__class__.__name__}); "
+                "check REDIS_URL, the password and TLS (rediss://)",
+            )
+        ]
     finally:
         await store.close()
+
+
+def _eviction(policy: str | None) -> Check:
+    """Exactly-once markers and locks carry TTLs: any eviction policy may drop them early."""
+    if policy is None:
+        return Check(
+            "eviction",
+            None,
+            "maxmemory-policy could not be checked (INFO and CONFIG GET refused); "
+            "make sure the database's eviction policy is NoEviction",
+            required=False,
+        )
+    if policy == "noeviction":
+        return Check("eviction", True, "maxmemory-policy noeviction", required=False)
+    return Check(
+        "eviction",
+        False,
+        f"maxmemory-policy {policy}",
+        "under memory pressure Redis may evict exactly-once markers and conversation locks "
+        "before their TTL (duplicate or overlapping answers): set maxmemory-policy "
+        "noeviction (Azure Managed Redis: evictionPolicy NoEviction)",
+        required=False,
+        warn=True,
+    )
 
 
 async def _check_model(settings: Settings) -> Check:
@@ -135,8 +166,11 @@ async def _check_teams(settings: Settings) -> Check:
         return Check(
             "teams",
             True,
-            "TEAMS_ALLOW_ANONYMOUS=true: no auth (local test clients only!)",
+            "TEAMS_ALLOW_ANONYMOUS=true: no auth, anyone who reaches the port is a Teams user",
+            "for local test clients only: keep HOST on a loopback address (127.0.0.1) and "
+            "unset TEAMS_ALLOW_ANONYMOUS anywhere else",
             required=False,
+            warn=True,
         )
     if settings.microsoft_app_type != "UserAssignedMSI" and not settings.microsoft_app_password:
         return Check("teams", False, "settings", "set MICROSOFT_APP_PASSWORD")
@@ -173,15 +207,13 @@ async def _check_teams(settings: Settings) -> Check:
 
 
 async def run_doctor(settings: Settings, out: TextIO) -> int:
-    checks = [
-        Check("settings", True, "all settings parsed"),
-        *await asyncio.gather(
-            _check_redis(settings),
-            _check_model(settings),
-            _check_slack(settings),
-            _check_teams(settings),
-        ),
-    ]
+    store_checks, *others = await asyncio.gather(
+        _check_redis(settings),
+        _check_model(settings),
+        _check_slack(settings),
+        _check_teams(settings),
+    )
+    checks = [Check("settings", True, "all settings parsed"), *store_checks, *others]
     if not (settings.slack_enabled or settings.teams_enabled):
         checks.append(
             Check(
@@ -193,14 +225,17 @@ async def run_doctor(settings: Settings, out: TextIO) -> int:
             )
         )
     failed = False
+    warnings = 0
     for c in checks:
-        mark = "–" if c.ok is None else ("✓" if c.ok else "✗")
+        mark = "⚠" if c.warn else "–" if c.ok is None else ("✓" if c.ok else "✗")
         print(f"{mark} {c.name:<9} {c.tried}", file=out)
-        if c.ok is False and c.fix:
+        if (c.ok is False or c.warn) and c.fix:
             print(f"  → {c.fix}", file=out)
         failed |= c.ok is False and c.required
-    print(
-        "\nAll required checks passed." if not failed else "\nSome required checks failed.",
-        file=out,
-    )
+        warnings += c.warn
+    if failed:
+        print("\nSome required checks failed.", file=out)
+    else:
+        note = f" ({warnings} warning{'s' * (warnings != 1)}: see ⚠)" if warnings else ""
+        print(f"\nAll required checks passed{note}.", file=out)
     return 1 if failed else 0

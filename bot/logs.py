@@ -1,7 +1,9 @@
 """Structured logs: JSON (or text) lines that carry the turn's conversation and request id.
 
 Secrets never reach a handler: `SecretFilter` masks every configured secret value in every
-record, whatever the level, as a last line of defence behind "never log them".
+record, whatever the level, as a last line of defence behind "never log them" — and, by
+pattern, the tokens that exist only at run time (Bot Framework and Entra bearer tokens in an
+`Authorization` header, Slack `xox…-`/`xapp-` tokens of other installations).
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ import contextlib
 import contextvars
 import json
 import logging
+import re
 import sys
 import time
 from collections.abc import Iterable, Iterator
@@ -42,6 +45,28 @@ class ContextFilter(logging.Filter):
         return True
 
 
+# Linear: every branch starts with a literal word and its quantifiers are possessive, so a
+# long run of spaces or token characters is read once, never re-tried from each position.
+_TOKEN = r"[A-Za-z0-9\-._~+/]++=*+"  # RFC 6750 b64token
+_RUNTIME_TOKENS = re.compile(
+    r"(?i)\b(?P<header>authorization[\"']?+\s*+[:=]\s*+[\"']?+)"
+    r"(?:(?P<scheme>bearer|basic|pop)\s++)?+"
+    + _TOKEN
+    # A bare "bearer" needs a token-sized word after it, so prose ("the bearer of") stays.
+    + r"|\b(?P<bearer>bearer\s++)(?=[A-Za-z0-9\-._~+/]{8})"
+    + _TOKEN
+    + r"|\b(?P<slack>(?:xoxe\.)?+xox[abeposr]-|xapp-)[A-Za-z0-9\-]++"
+)
+
+
+def _mask_token(m: re.Match[str]) -> str:
+    if m["header"] is not None:
+        return m["header"] + (f"{m['scheme']} ***" if m["scheme"] else "***")
+    if m["bearer"] is not None:
+        return m["bearer"] + "***"
+    return m["slack"] + "***"
+
+
 class SecretFilter(logging.Filter):
     def __init__(self, secrets: Iterable[str]) -> None:
         super().__init__()
@@ -51,19 +76,18 @@ class SecretFilter(logging.Filter):
         for s in self.secrets:
             if s in text:
                 text = text.replace(s, "***")
-        return text
+        return _RUNTIME_TOKENS.sub(_mask_token, text)
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if self.secrets:
-            record.msg = self._mask(record.getMessage())
-            record.args = None
-            if record.exc_info and not record.exc_text:
-                record.exc_text = logging.Formatter().formatException(record.exc_info)
-            if record.exc_text:
-                record.exc_text = self._mask(record.exc_text)
-            for key, value in list(vars(record).items()):
-                if key not in _STANDARD and isinstance(value, str):
-                    setattr(record, key, self._mask(value))
+        record.msg = self._mask(record.getMessage())
+        record.args = None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = self._mask(record.exc_text)
+        for key, value in list(vars(record).items()):
+            if key not in _STANDARD and isinstance(value, str):
+                setattr(record, key, self._mask(value))
         return True
 
 
@@ -79,10 +103,12 @@ class JsonFormatter(logging.Formatter):
         for key, value in vars(record).items():
             if key not in _STANDARD and value is not None:
                 out[key] = value
-        if record.exc_info:
-            out["exc"] = self.formatException(record.exc_info)
-        elif record.exc_text:
+        # exc_text first: it is the traceback as SecretFilter masked it; formatting exc_info
+        # again would bring the unmasked text back.
+        if record.exc_text:
             out["exc"] = record.exc_text
+        elif record.exc_info:
+            out["exc"] = self.formatException(record.exc_info)
         return json.dumps(out, ensure_ascii=False, default=str)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import hmac
 import logging
 import signal
 
@@ -18,6 +19,7 @@ log = logging.getLogger("threadwise.server")
 MAX_BODY_BYTES = 1024 * 1024  # Slack and Teams payloads are a few KB; refuse floods early (413)
 SERVICE_KEY = web.AppKey("service", Service)
 DRAINING_KEY = web.AppKey("draining", dict)
+PROBE_KEY = web.AppKey("probe", dict)  # what readiness probes logged already
 
 
 @web.middleware
@@ -44,19 +46,64 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
+    """Public: says only *what* is not ready; why (hosts, ports, errors) goes to the log."""
     service = request.app[SERVICE_KEY]
+    probe = request.app[PROBE_KEY]
     try:
         async with asyncio.timeout(2):
             await service.store.ping()
     except (StoreUnavailable, TimeoutError) as exc:
-        reason = str(exc) or "Redis did not answer within 2 s"
-        return web.json_response({"status": "not ready", "reason": reason}, status=503)
+        detail = str(exc) or "Redis did not answer within 2 s"
+        if detail != probe.get("down"):  # once per outage (and cause), not once per probe
+            log.warning("not ready: store", extra={"detail": detail})
+            probe["down"] = detail
+        return web.json_response({"status": "not ready", "reason": "store"}, status=503)
+    if probe.pop("down", None) is not None:
+        log.info("ready: store answers again")
+    if not probe.get("eviction_checked"):
+        await _check_eviction(service, probe)
     if request.app[DRAINING_KEY].get("on"):
         return web.json_response({"status": "not ready", "reason": "shutting down"}, status=503)
     return web.json_response({"status": "ready"})
 
 
+async def _check_eviction(service: Service, probe: dict) -> None:
+    """Warn once if Redis may evict exactly-once markers and locks before their TTL.
+
+    Done by the first successful readiness probe, not at each turn. Still ready: the service
+    works, but a redelivered post could be answered twice and a held lock vanish.
+    """
+    probe["eviction_checked"] = True  # concurrent probes do not check twice
+    try:
+        async with asyncio.timeout(2):
+            policy = await service.store.eviction_policy()
+    except (StoreUnavailable, TimeoutError):
+        probe["eviction_checked"] = False  # ask again at the next probe
+        return
+    if policy is None:
+        log.info("Redis maxmemory-policy could not be checked (INFO and CONFIG refused)")
+    elif policy not in ("", "noeviction"):
+        log.warning(
+            "Redis maxmemory-policy is %s: under memory pressure it may evict exactly-once "
+            "markers and conversation locks before their TTL (duplicate or overlapping "
+            "answers); set it to noeviction",
+            policy,
+        )
+
+
 async def metrics(request: web.Request) -> web.Response:
+    token = request.app[SERVICE_KEY].settings.metrics_token
+    if token is not None and token.get_secret_value():
+        scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+        expected = token.get_secret_value().encode()
+        # compare_digest on every request, whatever was sent: no early exit to time.
+        ok = hmac.compare_digest(given.strip().encode(), expected)
+        if not ok or scheme.lower() != "bearer":
+            return web.json_response(
+                {"error": "unauthorized"},
+                status=401,
+                headers={"WWW-Authenticate": 'Bearer realm="metrics"'},
+            )
     body = request.app[SERVICE_KEY].metrics.render()
     return web.Response(body=body, headers={"Content-Type": "text/plain; version=0.0.4"})
 
@@ -65,6 +112,7 @@ def build_app(service: Service, adapters: list[Adapter]) -> web.Application:
     app = web.Application(client_max_size=MAX_BODY_BYTES, middlewares=[_guard])
     app[SERVICE_KEY] = service
     app[DRAINING_KEY] = {"on": False}
+    app[PROBE_KEY] = {}
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)

@@ -16,6 +16,21 @@ its scripts live on one shard):
     P{usage}:<YYYY-MM-DD>     hash    token and reply counters per workspace/channel/user
     Pcache:{<key>}            string  small adapter cache (user names)
 
+Every id is escaped before it goes into a key (`_esc`, used by every key builder), so no
+conversation, post, scope, day or cache key can produce another one's key or break out of the
+`{…}` hash tag. Only `%`, `{` and `}` are percent-encoded: a hash tag ends at its first `}`,
+so with none left inside, the tag is exactly the escaped conversation and everything after it
+is that conversation's; `%` is encoded so the escaping can be undone (it is injective). `:`
+and `|` are left alone: the tag is delimited by braces, not colons, and what follows it has a
+fixed shape (`:h`, `:o:<id>`, …), so colons cannot shift a boundary — and the conversation
+keys of Teams (`teams:<tenant>:19:…;messageid=…`) and of the Bot Framework Emulator
+(`…|livechat`) stay exactly what they were, so stored history, prompts and usage keep working.
+Two words would still be ambiguous and get their first letter encoded: a conversation named
+`prompts` or `usage` (the shared tags) and a scope starting `audit:` (the audit lists). Real
+ids never take either form, so no existing key changes. (The usage hash fields
+`<w|c|u>|<id>|<counter>` need no escaping: the kind is the first letter and the counter the
+last segment, so the id between them is recovered whatever `|` it holds.)
+
 A turn costs three round trips when nobody else holds the conversation: `acquire` (dedupe +
 lock in one script), `load` (fitted history + scoped prompts, one pipeline), `commit` (append +
 trim + usage + release, one pipeline).
@@ -31,7 +46,7 @@ import time
 import uuid
 from abc import ABC, abstractmethod
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
 
 from bot.trimming import StoredMessage, fit_newest
@@ -284,6 +299,14 @@ class Store(ABC):
     async def ping(self) -> None:
         """Raise StoreUnavailable when the store does not answer."""
 
+    async def eviction_policy(self) -> str | None:
+        """Redis's `maxmemory-policy`; "" for a store that has none, None when Redis won't say.
+
+        Only `noeviction` keeps exactly-once markers and locks until their TTL: they are the
+        keys with a TTL, which is precisely what the `volatile-*` policies evict first.
+        """
+        return ""
+
     async def close(self) -> None:
         return None
 
@@ -467,6 +490,20 @@ return old
 """
 
 
+_ESCAPES = str.maketrans({"%": "%25", "{": "%7B", "}": "%7D"})
+_SHARED_TAGS = frozenset({"prompts", "usage"})
+
+
+def _esc(value: str) -> str:
+    """An id as it goes into a key: injective, and unchanged for every id without `%{}`."""
+    return value.translate(_ESCAPES)
+
+
+def _esc_first(value: str) -> str:
+    """Percent-encode the first character, to step an escaped id off a reserved word."""
+    return f"%{ord(value[0]):02X}{value[1:]}"
+
+
 class RedisStore(Store):
     def __init__(
         self,
@@ -488,6 +525,9 @@ class RedisStore(Store):
             OSError,
             asyncio.TimeoutError,
         )
+        if "{" in prefix or "}" in prefix:
+            # The prefix would hold the hash tag of every key: all of them on one shard.
+            raise ValueError(f"REDIS_KEY_PREFIX must not contain {{ or }}: {prefix!r}")
         self.prefix = prefix
         self._fifo = _FifoLocks()
         # A blocking pool: under a burst (a thousand conversations at once) a command waits up
@@ -511,15 +551,33 @@ class RedisStore(Store):
         self._append = self.r.register_script(_APPEND_LUA)
         self._prompt = self.r.register_script(_PROMPT_LUA)
 
-    # keys
+    # keys: every id passes through `_esc` here, and nowhere else builds a key
+    def _tag(self, conversation: str) -> str:
+        if not conversation:
+            # `{}` is no hash tag at all in Redis Cluster: the keys would scatter over shards.
+            raise ValueError("empty conversation key")
+        tag = _esc(conversation)
+        return _esc_first(tag) if tag in _SHARED_TAGS else tag
+
     def _k(self, conversation: str, part: str) -> str:
-        return f"{self.prefix}{{{conversation}}}:{part}"
+        return f"{self.prefix}{{{self._tag(conversation)}}}:{part}"
+
+    def _ok(self, conversation: str, once_id: str | None) -> str:
+        """The exactly-once marker of one post (`:o` alone when there is no post id)."""
+        return self._k(conversation, f"o:{_esc(once_id)}" if once_id else "o")
 
     def _pk(self, scope: str) -> str:
-        return f"{self.prefix}{{prompts}}:{scope}"
+        key = _esc(scope)
+        return f"{self.prefix}{{prompts}}:{_esc_first(key) if key.startswith('audit:') else key}"
+
+    def _ak(self, scope: str) -> str:
+        return f"{self.prefix}{{prompts}}:audit:{_esc(scope)}"
 
     def _uk(self, day: str) -> str:
-        return f"{self.prefix}{{usage}}:{day}"
+        return f"{self.prefix}{{usage}}:{_esc(day)}"
+
+    def _ck(self, key: str) -> str:
+        return f"{self.prefix}cache:{{{_esc(key)}}}"
 
     @contextlib.asynccontextmanager
     async def _guard(self):
@@ -560,7 +618,7 @@ class RedisStore(Store):
         token = uuid.uuid4().hex
         lease_ms = int(self.lock_lease * 1000)
         q, lk = self._k(conversation, "q"), self._k(conversation, "l")
-        once = self._k(conversation, f"o:{once_id}") if once_id else self._k(conversation, "o")
+        once = self._ok(conversation, once_id)
         started = time.monotonic()
         await self._fifo.acquire(conversation, max_wait)
         try:
@@ -730,13 +788,13 @@ class RedisStore(Store):
         action = "reset" if record.new is None else "set"
         async with self._guard():
             return await self._prompt(
-                keys=[self._pk(record.scope), self._pk(f"audit:{record.scope}")],
+                keys=[self._pk(record.scope), self._ak(record.scope)],
                 args=[record.new or "", record.to_json(), action, AUDIT_KEEP],
             )
 
     async def prompt_history(self, scope: str, limit: int = 10) -> list[AuditRecord]:
         async with self._guard():
-            raw = await self.r.lrange(self._pk(f"audit:{scope}"), 0, limit - 1)
+            raw = await self.r.lrange(self._ak(scope), 0, limit - 1)
         return [AuditRecord.from_json(x) for x in raw]
 
     async def usage(self, days: Sequence[str], dimension: str) -> dict[str, UsageTotals]:
@@ -752,20 +810,35 @@ class RedisStore(Store):
 
     async def cache_get(self, key: str) -> str | None:
         async with self._guard():
-            return await self.r.get(f"{self.prefix}cache:{{{key}}}")
+            return await self.r.get(self._ck(key))
 
     async def cache_set(self, key: str, value: str, ttl_seconds: int) -> None:
         async with self._guard():
-            await self.r.set(f"{self.prefix}cache:{{{key}}}", value, ex=ttl_seconds)
+            await self.r.set(self._ck(key), value, ex=ttl_seconds)
 
     async def cache_add(self, key: str, value: str, ttl_seconds: int) -> bool:
         async with self._guard():
-            return bool(
-                await self.r.set(f"{self.prefix}cache:{{{key}}}", value, ex=ttl_seconds, nx=True)
-            )
+            return bool(await self.r.set(self._ck(key), value, ex=ttl_seconds, nx=True))
 
     async def ping(self) -> None:
         await self._again(self.r.ping)
+
+    async def eviction_policy(self) -> str | None:
+        # INFO first: managed Redis (Azure Managed Redis among them) usually refuses CONFIG but
+        # answers INFO, whose memory section carries the same policy.
+        from redis.exceptions import ResponseError
+
+        async with self._guard():
+            try:
+                policy = (await self.r.info("memory")).get("maxmemory_policy")
+                if policy:
+                    return str(policy)
+            except ResponseError:
+                pass
+            try:
+                return (await self.r.config_get("maxmemory-policy")).get("maxmemory-policy")
+            except ResponseError:
+                return None
 
     async def close(self) -> None:
         await self.r.aclose()
@@ -779,10 +852,10 @@ class _Expiring:
     """A dict whose entries expire, pruned as it is used, never growing without bound."""
 
     def __init__(self, max_items: int = 100_000) -> None:
-        self._d: OrderedDict[str, tuple[float, object]] = OrderedDict()
+        self._d: OrderedDict[Hashable, tuple[float, object]] = OrderedDict()
         self.max_items = max_items
 
-    def get(self, key: str) -> object | None:
+    def get(self, key: Hashable) -> object | None:
         item = self._d.get(key)
         if item is None:
             return None
@@ -791,13 +864,13 @@ class _Expiring:
             return None
         return item[1]
 
-    def set(self, key: str, value: object, ttl: float) -> None:
+    def set(self, key: Hashable, value: object, ttl: float) -> None:
         self._d[key] = (time.monotonic() + ttl, value)
         self._d.move_to_end(key)
         while len(self._d) > self.max_items:
             self._d.popitem(last=False)
 
-    def pop(self, key: str) -> None:
+    def pop(self, key: Hashable) -> None:
         self._d.pop(key, None)
 
 
@@ -833,7 +906,7 @@ class MemoryStore(Store):
             self._fifo.release(conversation)
             raise NotActive(conversation)
         if once_id:
-            key = f"{conversation}|{once_id}"
+            key = (conversation, once_id)  # a tuple: no separator for an id to contain
             if self._once.get(key) is not None:
                 self._fifo.release(conversation)
                 return None

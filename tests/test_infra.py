@@ -894,6 +894,10 @@ def test_azure_resources_keep_their_identity_and_security_settings():
     assert re.search(r"accessKeysAuthentication:\s*'Enabled'", redis)
     assert "value: 'rediss://:${uriComponent(database.listKeys().primaryKey)}@" in redis
     assert re.search(r"minimumTlsVersion:\s*'1\.2'", redis)
+    # Markers and locks carry TTLs: any eviction policy could drop them before they expire.
+    assert re.search(r"param evictionPolicy string = 'NoEviction'", redis)
+    assert re.search(r"evictionPolicy:\s*evictionPolicy", redis)
+    assert "evictionPolicy" not in bicep(MAIN_BICEP).code, "main.bicep must keep the default"
     bot = code("bot.bicep")
     assert re.search(r"kind:\s*'azurebot'", bot)
     assert re.search(r"msaAppType:\s*'UserAssignedMSI'", bot)

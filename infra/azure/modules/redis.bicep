@@ -30,8 +30,13 @@ param highAvailability bool = true
   'VolatileRandom'
   'VolatileTTL'
 ])
-@description('Under memory pressure, evict only keys with a TTL (history, locks, dedupe markers), never the system prompts and their change log.')
-param evictionPolicy string = 'VolatileLRU'
+// NoEviction: every key that could be evicted has a TTL already (history, the exactly-once
+// markers, the conversation locks), and the volatile policies would pick exactly those under
+// memory pressure: a dropped marker answers a redelivered post twice, a dropped lock lets two
+// replicas answer one thread at once. A full database refuses writes instead, which the service
+// turns into a short apology, and `threadwise doctor` and /readyz warn about any other policy.
+@description('Redis eviction policy. Keep NoEviction: the volatile policies evict the exactly-once markers and locks before their TTL.')
+param evictionPolicy string = 'NoEviction'
 @description('Key Vault that receives the redis-url secret.')
 param keyVaultName string
 @description('Name of the Key Vault secret holding REDIS_URL.')
