@@ -1,7 +1,9 @@
 """`!` commands (SPEC.md §5), errbot-style: plain functions, one access check, one parser.
 
 The caller's identity is `IncomingMessage.principal`, which adapters fill from the verified
-platform event only; nothing in the message text can change who is asking.
+platform event only; nothing in the message text can change who is asking. Whether that
+caller may do something is decided by `may_run` alone — the dispatch, the per-scope checks of
+`!prompt` and `!help`'s listing all ask it, so what `!help` shows is exactly what runs.
 """
 
 from __future__ import annotations
@@ -9,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import difflib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -33,14 +35,109 @@ class UsageError(Exception):
     """Wrong usage; the text says what was meant."""
 
 
+class Refused(PermissionError):
+    """`may_run` said no; carries what was attempted for the answer and the log."""
+
+    def __init__(self, action: str, scope: str | None = None) -> None:
+        super().__init__(action)
+        self.action = action
+        self.scope = scope
+
+
+# ------------------------------------------------------------------------- who may do what
+
+
+class AdminList:
+    """`BOT_ADMINS`, parsed: admins everywhere and admins of one workspace or tenant.
+
+    `slack:<user id>` / `teams:<AAD object id>` is an admin everywhere; `slack:<team id>:<user
+    id>` / `teams:<tenant id>:<AAD object id>` of that workspace only. The entry is split at its
+    first colon (platform) and its last (user): a Slack user id never holds a colon and an AAD
+    object id is a GUID, so whatever lies between is the workspace — and a Teams *channel* id,
+    which does hold colons, never appears in an entry. Everything is compared case-folded:
+    Teams GUIDs differ in case between portals; Slack ids are upper-case only, so folding cannot
+    make two Slack users one. An entry with an empty part grants nothing (settings refuse it).
+    """
+
+    def __init__(self, entries: Iterable[str]) -> None:
+        everywhere: set[str] = set()
+        scoped: set[tuple[str, str]] = set()
+        for raw in entries:
+            platform, _, rest = raw.strip().casefold().partition(":")
+            workspace, colon, user = rest.rpartition(":")
+            if not platform or not user or (colon and not workspace):
+                continue
+            if colon:
+                scoped.add((f"{platform}:{user}", workspace_scope(platform, workspace)))
+            else:
+                everywhere.add(f"{platform}:{user}")
+        self.everywhere = frozenset(everywhere)
+        self.scoped = frozenset(scoped)
+
+
+# Actions anyone may run, and those that need an admin; any other name is refused.
+_OPEN = frozenset({"help", "reset", "prompt show"})
+_PROMPT_CHANGES = frozenset({"prompt set", "prompt reset", "prompt history"})
+_WORKSPACE_ADMIN = frozenset({"usage"})
+
+
+def may_run(
+    admins: AdminList,
+    message: IncomingMessage,
+    action: str,
+    scope: str | None = None,
+    *,
+    operator: bool = False,
+) -> bool:
+    """The one access check: may the sender of `message` run `action` (on prompt `scope`)?
+
+    Fail-closed: an unknown action, a prompt change without a scope, a scope outside the
+    conversation's workspace, or any error answers False. `operator` is the shell's
+    `threadwise prompt` (whoever can run it already holds the service's settings).
+    """
+    try:
+        if action in _OPEN:
+            return True
+        if action not in _PROMPT_CHANGES and action not in _WORKSPACE_ADMIN:
+            return False
+        if action in _PROMPT_CHANGES and not scope:
+            return False
+        if operator:
+            return True
+        here = workspace_scope(message.platform, message.workspace).casefold()
+        if scope is not None and scope != GLOBAL:
+            target = scope.casefold()
+            if target != here and not target.startswith(here + ":"):
+                return False  # chat only ever names scopes of its own conversation
+        if message.platform == "console":
+            return True  # the terminal's user runs the service (SPEC §7)
+        who = message.principal.casefold()
+        if who in admins.everywhere:
+            return True
+        if scope == GLOBAL:
+            return False  # --global reaches every workspace: only unscoped entries
+        return (who, here) in admins.scoped
+    except Exception:
+        log.exception("access check failed; refusing")
+        return False
+
+
 @dataclass(frozen=True, slots=True)
 class CommandContext:
     message: IncomingMessage
     args: str  # everything after the command word, exactly as typed
     principal: str  # who is asking, from the verified platform identity
-    is_admin: bool
+    admins: AdminList
+    operator: bool  # the operator's shell (`threadwise prompt`)
     store: Store
     prompts: Prompts
+
+    def may(self, action: str, scope: str | None = None) -> bool:
+        return may_run(self.admins, self.message, action, scope, operator=self.operator)
+
+    def require(self, action: str, scope: str | None = None) -> None:
+        if not self.may(action, scope):
+            raise Refused(action, scope)
 
 
 Handler = Callable[[CommandContext], Awaitable[str]]
@@ -50,7 +147,7 @@ Handler = Callable[[CommandContext], Awaitable[str]]
 class Command:
     name: str
     handler: Handler
-    admin: bool  # needs BOT_ADMINS for every use
+    needs: str | None  # action checked before the handler runs; None: the handler checks
     usage: str
     summary: str
 
@@ -125,20 +222,46 @@ def _quote(text: str | None, limit: int | None = 300) -> str:
 # ---------------------------------------------------------------------------- the commands
 
 
+def _prompt_scopes(m: IncomingMessage) -> dict[str, str]:
+    """The scope each `!prompt` option names from this conversation ("" = no option)."""
+    return {
+        "": channel_scope(m.platform, m.workspace, m.channel),
+        "--workspace": workspace_scope(m.platform, m.workspace),
+        "--global": GLOBAL,
+    }
+
+
+_PROMPT_HELP = (
+    ("set", "TEXT", "set the prompt (default: this channel)"),
+    ("reset", "", "remove that prompt"),
+    ("history", "", "recent changes"),
+)
+
+
 async def cmd_help(ctx: CommandContext) -> str:
     lines = ["Commands you can use here:"]
+    changes_anything = False
     for c in COMMANDS.values():
         if c.name == "prompt":
             lines.append("• `!prompt` / `!prompt show` — the system prompt in effect here")
-            if ctx.is_admin:
-                lines.append(f"• `{PROMPT_SET}` — set the prompt (default: this channel)")
-                lines.append("• `!prompt reset [--workspace|--global]` — remove that prompt")
-                lines.append("• `!prompt history [--workspace|--global]` — recent changes")
+            for sub, arg, summary in _PROMPT_HELP:
+                allowed = [
+                    opt
+                    for opt, scope in _prompt_scopes(ctx.message).items()
+                    if ctx.may(f"prompt {sub}", scope)
+                ]
+                if not allowed:
+                    continue
+                changes_anything = True
+                opts = [o for o in allowed if o]
+                usage = f"!prompt {sub}" + (f" [{'|'.join(opts)}]" if opts else "")
+                usage += f" {arg}" if arg else ""
+                lines.append(f"• `{usage}` — {summary}")
             continue
-        if c.admin and not ctx.is_admin:
+        if c.needs is not None and not ctx.may(c.needs):
             continue
         lines.append(f"• `{c.usage}` — {c.summary}")
-    if not ctx.is_admin:
+    if not changes_anything:
         lines.append("_Admins (BOT_ADMINS) can also change the system prompt and see usage._")
     return "\n".join(lines)
 
@@ -168,9 +291,11 @@ async def cmd_prompt(ctx: CommandContext) -> str:
         return f"System prompt in effect here (from the {scope_label(eff.scope)} scope):\n" + (
             _quote(eff.text, None)
         )
-    if not ctx.is_admin:
-        raise PermissionError(f"prompt {sub}")
+    # Asked once before parsing, so a non-admin is refused whatever options follow, and once
+    # for the scope the options name.
+    ctx.require(f"prompt {sub}", _prompt_scopes(ctx.message)[""])
     scope, text = _scope_flag(ctx, rest)
+    ctx.require(f"prompt {sub}", scope)
     who, name = ctx.principal, ctx.message.user_name
     if sub == "set":
         text = _body(text)
@@ -230,10 +355,10 @@ async def cmd_usage(ctx: CommandContext) -> str:
 COMMANDS: dict[str, Command] = {
     c.name: c
     for c in (
-        Command("help", cmd_help, False, "!help", "the commands you can use"),
-        Command("reset", cmd_reset, False, "!reset", "forget this conversation"),
-        Command("prompt", cmd_prompt, False, "!prompt [show]", "the system prompt in effect"),
-        Command("usage", cmd_usage, True, "!usage", "tokens used today and over 30 days"),
+        Command("help", cmd_help, "help", "!help", "the commands you can use"),
+        Command("reset", cmd_reset, "reset", "!reset", "forget this conversation"),
+        Command("prompt", cmd_prompt, None, "!prompt [show]", "the system prompt in effect"),
+        Command("usage", cmd_usage, "usage", "!usage", "tokens used today and over 30 days"),
     )
 }
 
@@ -252,23 +377,18 @@ class CommandResult(NamedTuple):
 class Commands:
     """Parses `!name args`, checks access in one place, runs the handler, returns the answer."""
 
-    def __init__(self, store: Store, prompts: Prompts, admins: frozenset[str]) -> None:
+    def __init__(self, store: Store, prompts: Prompts, admins: Iterable[str]) -> None:
         self.store = store
         self.prompts = prompts
-        self.admins = admins
-        # Teams AAD object ids are GUIDs, case-insensitive (portals and Graph differ in case);
-        # Slack ids are upper-case only, so folding cannot make two Slack users one.
-        self._admins = frozenset(a.strip().casefold() for a in admins)
-
-    def is_admin(self, message: IncomingMessage) -> bool:
-        return message.platform == "console" or message.principal.casefold() in self._admins
+        self.admins = AdminList(admins)
 
     async def run(
-        self, message: IncomingMessage, *, principal: str | None = None, admin: bool | None = None
+        self, message: IncomingMessage, *, principal: str | None = None, admin: bool = False
     ) -> CommandResult:
         """Runs one `!` command and says what to answer. Never raises on user input.
 
-        `principal`/`admin` are for the operator's shell (`threadwise prompt`) only.
+        `principal` and `admin=True` are for the operator's shell (`threadwise prompt`) only:
+        it may change any scope.
         """
         word, args = _split_word(message.text.lstrip()[1:])
         name = word.lower()
@@ -278,26 +398,36 @@ class Commands:
             hint = f"Did you mean `!{close[0]}`? " if close else ""
             return CommandResult("unknown", f"Unknown command `!{word}`. {hint}Try `!help`.", False)
         who = principal or message.principal
-        if admin is None:
-            admin = self.is_admin(message)
-        ctx = CommandContext(message, args, who, admin, self.store, self.prompts)
+        ctx = CommandContext(message, args, who, self.admins, admin, self.store, self.prompts)
         try:
-            if cmd.admin and not admin:
-                raise PermissionError(name)
+            if cmd.needs is not None:
+                ctx.require(cmd.needs)
             return CommandResult(name, await cmd.handler(ctx), True)
-        except PermissionError as exc:
+        except Refused as exc:
             log.warning(
                 "admin command refused",
-                extra={"user": who, "command": str(exc) or name},
+                extra={
+                    "user": who,
+                    "command": exc.action,
+                    "scope": exc.scope,
+                    "workspace": workspace_scope(message.platform, message.workspace),
+                },
             )
-            return CommandResult(
-                name,
-                f"Sorry, only admins can use `!{exc or name}`. Admins are listed in the "
-                "BOT_ADMINS setting; ask one of them.",
-                False,
-            )
+            return CommandResult(name, _refusal(ctx, exc), False)
         except UsageError as exc:
             return CommandResult(name, str(exc), False)
 
 
-__all__ = ["COMMANDS", "DEFAULT", "CommandResult", "Commands", "is_command"]
+def _refusal(ctx: CommandContext, exc: Refused) -> str:
+    if exc.scope == GLOBAL and ctx.may(exc.action, _prompt_scopes(ctx.message)["--workspace"]):
+        return (
+            f"Sorry, `!{exc.action} --global` would change every workspace, and you are an "
+            "admin of this one only. Ask an admin listed in BOT_ADMINS without a workspace."
+        )
+    return (
+        f"Sorry, only admins can use `!{exc.action}`. Admins are listed in the "
+        "BOT_ADMINS setting; ask one of them."
+    )
+
+
+__all__ = ["COMMANDS", "DEFAULT", "AdminList", "CommandResult", "Commands", "is_command", "may_run"]

@@ -141,9 +141,15 @@ class Settings(BaseSettings):
     @classmethod
     def _admins(cls, value: str) -> str:
         for entry in filter(None, (e.strip() for e in value.split(","))):
-            platform, _, ident = entry.partition(":")
-            if platform not in ("slack", "teams", "console") or not ident:
-                raise ValueError(f"entries look like slack:<user id> or teams:<AAD id>: {entry!r}")
+            # platform:user or platform:workspace:user (ids hold no colon; bot/commands.py)
+            platform, *ids = entry.split(":")
+            if platform not in ("slack", "teams", "console") or not 1 <= len(ids) <= 2:
+                ids = []
+            if not ids or not all(ids):
+                raise ValueError(
+                    "entries look like slack:<user id>, teams:<AAD id>, slack:<team id>:<user id>"
+                    f" or teams:<tenant id>:<AAD id>: {entry!r}"
+                )
         return value
 
     @model_validator(mode="after")
