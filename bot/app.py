@@ -50,5 +50,7 @@ def build_service(settings: Settings, *, with_model: bool = True) -> Service:
         metrics=metrics,
         token_limit=settings.token_limit,
         max_response_tokens=settings.max_response_tokens,
+        model_max_concurrency=settings.model_max_concurrency,
+        conversation_queue_max=settings.conversation_queue_max,
     )
     return Service(settings, store, counter, llm, prompts, commands, responder, metrics)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 _LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 4, 8, 15, 30, 60, 120)
 
@@ -56,6 +56,18 @@ class Metrics:
             "threadwise_duplicates_dropped",
             "Deliveries dropped as duplicates",
             ["platform"],
+            registry=r,
+        )
+
+        self.busy = Counter(
+            "threadwise_busy_refused",
+            "Messages answered 'busy' because their conversation's queue was full",
+            ["platform"],
+            registry=r,
+        )
+        self.model_in_flight = Gauge(
+            "threadwise_model_calls_in_flight",
+            "Model calls running in this process (at most MODEL_MAX_CONCURRENCY)",
             registry=r,
         )
 

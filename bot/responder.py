@@ -47,6 +47,7 @@ FILTERED_REPLY = (
 CUT_OFF = "_(The reply was cut off at the length limit, MAX_RESPONSE_TOKENS.)_"
 INTERRUPTED = "_(The reply was interrupted — sorry. Please ask again; this exchange was not kept.)_"
 EMPTY_MENTION = "Hi! Ask me anything in this thread, or type `!help` for commands."
+BUSY = "I'm busy with earlier messages in this conversation — please try again in a moment."
 
 KNOWN_CONVERSATIONS = 10_000
 
@@ -82,6 +83,8 @@ class Responder:
         token_limit: int,
         max_response_tokens: int,
         lock_wait: float = 300.0,
+        model_max_concurrency: int = 256,
+        conversation_queue_max: int = 10,
     ) -> None:
         self.store = store
         self.llm = llm
@@ -96,6 +99,16 @@ class Responder:
         # Conversations this process has taken part in (bounded): when Redis is down and cannot
         # say whether a thread is the bot's, only these get an apology, not every thread around.
         self._known: OrderedDict[str, None] = OrderedDict()
+        # Model calls in flight in this process. Taken only while holding a conversation's
+        # lock and never held while waiting for one, so slots and locks cannot deadlock.
+        self._model_slots = asyncio.Semaphore(model_max_concurrency)
+        # Messages of each conversation inside a turn here (waiting for its lock or answered):
+        # one being answered plus `conversation_queue_max` waiting; more get BUSY.
+        self.conversation_queue_max = conversation_queue_max
+        self._pending: dict[str, int] = {}
+        # Posts already told BUSY (bounded), so a post delivered twice (Slack's app_mention
+        # and message) is not told twice.
+        self._told_busy: OrderedDict[str, None] = OrderedDict()
 
     # -- MessageHandler
 
@@ -146,6 +159,45 @@ class Responder:
     # -- the turn
 
     async def _handle(self, message: IncomingMessage, reply: ReplyTarget) -> None:
+        # Counted before the first await, so a burst is let in (or refused) in arrival order.
+        conv = message.conversation_key
+        pending = self._pending.get(conv, 0)
+        if pending > self.conversation_queue_max:
+            await self._busy(message, reply)
+            return
+        self._pending[conv] = pending + 1
+        try:
+            await self._turn(message, reply)
+        finally:
+            left = self._pending[conv] - 1
+            if left:
+                self._pending[conv] = left
+            else:
+                del self._pending[conv]
+
+    async def _busy(self, message: IncomingMessage, reply: ReplyTarget) -> None:
+        """Too many messages of this conversation wait here: say so rather than queue more.
+
+        The post is not claimed (`acquire` never ran), so a later delivery or retry of it is
+        answered like any other message; nothing is stored for it.
+        """
+        conv = message.conversation_key
+        addressed = message.mentions_bot or message.is_dm or conv in self._known
+        if not addressed and not await self.store.is_active(conv):
+            log.info("queue full; message not addressed to the bot ignored")
+            return
+        post = message.dedupe_key
+        if post in self._told_busy:
+            log.info("queue full; second delivery of a post already told busy")
+            return
+        self.metrics.busy.labels(message.platform).inc()
+        self._told_busy[post] = None
+        if len(self._told_busy) > KNOWN_CONVERSATIONS:
+            self._told_busy.popitem(last=False)
+        log.warning("conversation queue full; told the user to retry")
+        await self._say(reply, BUSY)
+
+    async def _turn(self, message: IncomingMessage, reply: ReplyTarget) -> None:
         conv = message.conversation_key
         try:
             # A mention makes the thread the bot's at once, so replies that follow before this
@@ -229,7 +281,9 @@ class Responder:
         for attempt in (1, 2):
             messages = [m.to_openai() for m in (system_msg, *history, user_msg)]
             try:
-                completion = await self.llm.stream(messages, on_delta)
+                async with self._model_slots:
+                    with self.metrics.model_in_flight.track_inprogress():
+                        completion = await self.llm.stream(messages, on_delta)
                 break
             except ModelError as exc:
                 self.metrics.errors.labels(f"model_{exc.kind}").inc()
