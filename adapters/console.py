@@ -7,42 +7,78 @@ import sys
 import uuid
 from typing import TextIO
 
+from adapters.streaming import LiveStream
 from bot.messages import IncomingMessage
 
 
-class ConsoleStream:
+class ConsoleSink:
+    """The terminal for `LiveStream`: text is printed as it comes; nothing is ever taken back."""
+
+    limit = sys.maxsize  # a terminal takes any length
+    interval = 0.0  # every delta is printed at once
+    edit_interval = None  # printed text stays: a different final text is printed after it
+    open_wait = None
+    max_seconds = None
+
     def __init__(self, out: TextIO) -> None:
         self.out = out
         self.shown = ""
 
-    async def append(self, text: str) -> None:
-        self.shown += text
+    @staticmethod
+    def length(text: str) -> int:
+        return len(text)
+
+    def _write(self, text: str) -> None:
         self.out.write(text)
         self.out.flush()
 
-    async def finish(self, text: str) -> None:
+    async def open(self, text: str) -> None:
+        self._write(text)
+        self.shown = text
+
+    async def update(self, ref: None, text: str) -> None:
+        self._write(text[len(self.shown) :])
+        self.shown = text
+
+    async def close(self, ref: None, text: str, *, partial: bool) -> None:
         # Print whatever the final text adds to what was streamed (a cut-off note, say).
         if text.startswith(self.shown):
-            self.out.write(text[len(self.shown) :])
+            self._write(text[len(self.shown) :] + "\n")
         else:
-            self.out.write(("\n" if self.shown else "") + text)
-        self.out.write("\n")
-        self.out.flush()
+            self._write(("\n" if self.shown else "") + text + "\n")
+        self.shown = text
+
+    async def post(self, text: str) -> None:
+        self._write(text + "\n")
+
+    async def edit(self, ref: None, text: str) -> None:
+        raise NotImplementedError("the terminal does not edit")
+
+    async def delete(self, ref: None) -> None:
+        raise NotImplementedError("the terminal does not delete")
+
+    async def end(self, error: Exception | None, *, shown: bool) -> None:
+        if error is not None:
+            raise error
 
 
 class ConsoleReply:
     def __init__(self, out: TextIO) -> None:
         self.out = out
+        self._stream: LiveStream | None = None
 
     async def typing(self) -> None:
         return None
 
     async def send(self, text: str) -> None:
+        if self._stream is not None and await self._stream.end_with(text):
+            return
         self.out.write(text + "\n")
         self.out.flush()
 
-    def stream(self) -> ConsoleStream:
-        return ConsoleStream(self.out)
+    def stream(self) -> LiveStream:
+        self._stream = LiveStream(ConsoleSink(self.out))
+        return self._stream
 
 
 class Console:
