@@ -1,28 +1,24 @@
 """One streaming core for every platform: a reply shown while the model writes it.
 
-Platforms differ in how a message can change while it is written: Slack streams deltas into a
-message (`chat.appendStream`) or edits it (`chat.update`); Teams streams the full text so far
-(typing activities with `streaminfo`) and cannot edit it afterwards; a terminal only appends.
-What they share is written once here, in `LiveStream` (the core's `ReplyStream`):
+Slack streams deltas into a message or edits it; Teams streams the full text so far and cannot
+edit it afterwards; a terminal only appends. What they share is written once, in `LiveStream`:
 
 - appends are coalesced: the live message is updated at most once per `Sink.interval`, the
-  first update as soon as there is text, by one background task, so the model never waits for
-  the platform;
-- a message that outgrows `Sink.limit`, or has been live for `Sink.max_seconds`, is ended at a
-  paragraph boundary (an open code block closed) and the rest continues in a new message, which
-  reopens the code block;
-- the fallback chain when the platform refuses live streaming (`Refused`, or any failure to
-  open): the sink's native stream → post-and-edit (the core reconciles the messages through
-  `Sink.post` / `edit` / `delete`, `adapters.posting`, as Vercel's Chat SDK does) where the
-  sink can edit → plain posts at the end where it cannot;
-- the end: the final text (or, when it is empty, what was streamed) is what the thread reads.
-  Where it starts with what was shown, only the rest is added; where it differs, a sink that
-  can edit replaces the messages, one that cannot ends the live message with it, or posts it.
+  first update as soon as there is text. An append that finds an update due shows it (the model
+  waits for that one call); text appended in between is shown by the pump, one background task
+  per reply, when the interval is over;
+- a message that outgrows `Sink.limit`, or has been live for `Sink.max_seconds`, ends at a
+  paragraph boundary (an open code block closed) and the rest goes on in a new message;
+- when the platform refuses live streaming (`Refused`, or any failure to open), the fallback
+  chain: native stream → post-and-edit, reconciled by the core through `Sink.post` / `edit` /
+  `delete` (`adapters.posting`, as Vercel's Chat SDK does) where the sink can edit → plain
+  posts at the end where it cannot;
+- the end: the final text (what was streamed, when it is empty) is what the thread reads. Where
+  it starts with what was shown only the rest is added; where it differs, a sink that can edit
+  replaces the messages, one that cannot ends the live message with it, or posts it.
 
-`BufferedStream` is the stream for places that show nothing until the end (slash commands,
-Teams group chats). Sinks live with their platforms (`adapters/slack/stream.py`,
-`adapters/teams/stream.py`, `adapters/console.py`); `tests/test_reply_stream_contract.py` runs
-one contract against all of them.
+`BufferedStream` shows nothing until the end (slash commands, Teams group chats). The sinks live
+with their platforms; `tests/test_reply_stream_contract.py` holds them all to one contract.
 """
 
 from __future__ import annotations
@@ -110,6 +106,7 @@ class LiveStream:
         self._dirty = False  # appended (or an update lost) since the last update
         self._last: float | None = None  # when the last update began
         self._cap_at: float | None = None  # when the live message must end
+        self._lock = asyncio.Lock()  # one update at a time: the pump's, an append's, the end
         self._wake = asyncio.Event()
         self._finishing = asyncio.Event()
         self._loop = asyncio.get_running_loop()
@@ -130,9 +127,11 @@ class LiveStream:
         self._dirty = True
         if self.mode == "plain":
             return
-        self._wake.set()
-        if self._last is None or self._loop.time() - self._last >= self._interval:
-            await asyncio.sleep(0)  # an update is due: let the pump show this now
+        async with self._lock:
+            if self._due():
+                await self._flush()  # the model waits while a due update goes out
+            else:
+                self._wake.set()  # the pump shows it when the interval is over
 
     async def finish(self, text: str) -> None:
         """Make the thread read `text` (what was streamed, when `text` is blank)."""
@@ -146,7 +145,8 @@ class LiveStream:
         final = text if text.strip() else self.text
         error: Exception | None = None
         try:
-            await self._settle(final)
+            async with self._lock:
+                await self._settle(final)
         except Exception as exc:
             error = exc
         finally:
@@ -181,25 +181,33 @@ class LiveStream:
             # `open_wait` gets a placeholder, and a reply finished by then is one plain post.
             if not self.text:
                 await _wait(self._wake, sink.open_wait)
-            if not self.text and not self._finishing.is_set():
-                self._last = loop.time()
-                await self._open("")
+            async with self._lock:
+                if not self.msgs and not self._finishing.is_set() and self.mode == "native":
+                    self._last = loop.time()
+                    await self._open("")
         while not self._finishing.is_set() and self.mode != "plain":
             now = loop.time()
             cap = self._cap_at
             if cap is not None and now >= cap:
-                if await self._cut(self._body()):
-                    self._dirty = bool(self.text[self._covered :].strip())
+                async with self._lock:
+                    if self._cap_at is not None and not self._finishing.is_set():
+                        if await self._cut(self._body()):
+                            self._dirty = bool(self.text[self._covered :].strip())
                 continue
             if not self._dirty:
                 self._wake.clear()
                 await _wait(self._wake, None if cap is None else cap - now)
                 continue
-            if self._last is not None and now < self._last + self._interval:
-                due = self._last + self._interval
+            if not self._due():
+                due = (self._last or 0.0) + self._interval
                 await _wait(self._finishing, (due if cap is None else min(due, cap)) - now)
                 continue
-            await self._flush()
+            async with self._lock:
+                if self._dirty and self._due() and not self._finishing.is_set():
+                    await self._flush()
+
+    def _due(self) -> bool:
+        return self._last is None or self._loop.time() - self._last >= self._interval
 
     async def _flush(self) -> None:
         self._dirty = False
@@ -273,9 +281,7 @@ class LiveStream:
                 body = self._next_body()
                 if body is None:
                     return
-                first = (
-                    body if sink.length(body) <= room else fitting_prefix(body, room, sink.length)
-                )
+                first = fitting_prefix(body, room, sink.length)  # `body` itself when it fits
                 if not await self._open(first) or first is body:
                     return
                 continue  # the text did not fit: end this message and go on in the next
@@ -334,18 +340,18 @@ class LiveStream:
         live, self._live = self._live, None
         rest: str | None = None  # what a sink that cannot edit still has to post
         if live is not None:
-            part = None
-            if final.startswith(self.text[: self._start]):
-                part = self._reopen + final[self._start :]
+            # The live message's part of the final text, if what came before it still stands.
+            part = self._reopen + final[self._start :]
+            if not final.startswith(self.text[: self._start]):
+                part = None
+            head, body = None, live.shown  # a sink that can edit replaces a changed text below
             if part is not None and (not can_edit or part.startswith(live.shown)):
                 head, body = self._fit(part, live.shown, whole=True)
-            else:  # an edit replaces it below
-                head, body = None, live.shown
             try:
                 await sink.close(live.ref, body, partial=False)
                 live.shown = body
-                if head is not None and part is not None:
-                    rest = remainder(part, head)
+                if head is not None:
+                    rest = remainder(part or "", head)
             except Exception as exc:
                 log.debug("the live message could not be closed: %s", type(exc).__name__)
         if can_edit:
@@ -385,5 +391,8 @@ class BufferedStream:
         if not "".join(self._parts).strip():
             await self.finish(text)
             return True
-        await self.finish("")
+        try:
+            await self.finish("")
+        except Exception as exc:
+            log.debug("posting an unfinished reply failed: %s", type(exc).__name__)
         return False
