@@ -15,6 +15,9 @@ What the listeners do, per event (SPEC.md §2):
   `app_mention` and `message`, or retried) yields the same `dedupe_key`; the core answers once.
 - any other event: acknowledged and counted as ignored.
 - a slash command (`/threadwise ARGS`): acknowledged, then `!ARGS` answered ephemerally.
+
+Every message and command belongs to the app's installation (`installation_workspace()`), not
+to the workspace it was written in: in a Slack Connect channel that is another organisation's.
 """
 
 from __future__ import annotations
@@ -88,6 +91,32 @@ def parse_body(text: str, content_type: str | None) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise ValueError("body is not an object")
     return body
+
+
+def installation_workspace(context: AsyncBoltContext) -> str:
+    """The workspace a message or command belongs to (prompts, memory, usage): the installation.
+
+    In a Slack Connect channel an event's `team_id`, and a slash command's, is the workspace the
+    message came from — another organisation's, or another workspace of a Grid org. bolt's
+    authorize result is the installation the request was delivered to (auth.test of the bot
+    token; for events the same as `authorizations[0]`), whoever wrote the message, so events,
+    slash commands and their replies all resolve one workspace (only a streamed reply's
+    `recipient_team_id` is the recipient's own team, as Slack asks). An org-wide Enterprise Grid
+    install has no team of its own (`authorizations[0].team_id` is null and one token serves
+    every workspace of the org): its workspace is the org's enterprise id (`E…`), so a
+    `--workspace` prompt covers the whole org. In an ordinary workspace this is the event's
+    `team_id`, as it always was, so stored conversations keep their keys.
+    """
+    auth = context.authorize_result
+    org = _slack_id(context.enterprise_id) or _slack_id(auth.enterprise_id if auth else None)
+    if context.is_enterprise_install and org:
+        return org
+    installed = _slack_id(auth.team_id if auth else None)
+    return installed or _slack_id(context.team_id) or org or ""
+
+
+def _slack_id(value: object) -> str | None:
+    return value if isinstance(value, str) and value else None
 
 
 def malformed(body: dict[str, Any]) -> str | None:
@@ -195,6 +224,8 @@ class SlackAdapter:
                 "slack connected",
                 extra={
                     "team_id": self._auth.get("team_id"),
+                    "enterprise_id": self._auth.get("enterprise_id"),
+                    "is_enterprise_install": self._auth.get("is_enterprise_install"),
                     "bot_user_id": self._auth.get("user_id"),
                 },
             )
@@ -357,7 +388,7 @@ class SlackAdapter:
         retry = (request.headers.get("x-slack-retry-num") or [None])[0] if request else None
         if retry:
             log.info("slack redelivered an event", extra={"retry_num": retry})
-        team = str(body.get("team_id") or context.team_id or event.get("team") or "")
+        team = installation_workspace(context)
         user = event["user"]
         raw_text = event.get("text") or ""
         # Messages of one conversation go to the core in the order they arrived, although the
@@ -399,6 +430,7 @@ class SlackAdapter:
             channel=event["channel"],
             thread_ts=decision.thread,
             message_ts=event["ts"],
+            # Streaming wants the team the *recipient* belongs to: another org's in Slack Connect.
             team_id=str(event.get("user_team") or event.get("team") or team) or None,
             user_id=user,
         )
@@ -424,7 +456,7 @@ class SlackAdapter:
         if not user or not channel:
             log.warning("slack command without user or channel ignored")
             return
-        team = str(command.get("team_id") or context.team_id or "")
+        team = installation_workspace(context)  # the payload's team_id is the caller's workspace
         bot_user_id = context.bot_user_id
         raw_args = command.get("text") or ""
         names = await self.names.names(

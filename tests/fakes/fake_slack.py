@@ -17,7 +17,9 @@ thread the way a person would see it. Slash-command answers go to ``slack.respon
 
 It also plays Slack towards the service: `signed_headers()` signs an Events API / slash body
 the way Slack does, and `event_callback()`, `app_mention()`, `message()`, `slash_command()`
-build the payloads.
+build the payloads — also as a Slack Connect channel or an Enterprise Grid org delivers them
+(`event_callback(team_id=<where it happened>, installation={...}, shared=True)`; a
+`FakeSlack(enterprise_id=…, org_install=True)` answers auth.test as an org-wide install).
 
 Standalone::
 
@@ -111,7 +113,7 @@ def _user_record(uid: str, team: str, spec: str | Mapping[str, Any]) -> dict[str
     real = spec.get("real_name", display)
     return {
         "id": uid,
-        "team_id": team,
+        "team_id": spec.get("team_id", team),  # a Slack Connect user: their own org's workspace
         "name": spec.get("name", (display or real or uid).lower().replace(" ", ".")),
         "real_name": real,
         "is_bot": bool(spec.get("is_bot", False)),
@@ -134,10 +136,14 @@ class FakeSlack:
         host: str = "127.0.0.1",
         port: int = 0,
         markdown_limit: int = MARKDOWN_LIMIT,
+        enterprise_id: str | None = None,
+        org_install: bool = False,
     ):
         self.token = token
         self.app_token = app_token
         self.team_id = team_id
+        self.enterprise_id = enterprise_id  # an Enterprise Grid org
+        self.org_install = org_install  # installed org-wide: the token serves every workspace
         self.bot_user_id = bot_user_id
         self.bot_id = bot_id
         self.users: dict[str, str | Mapping[str, Any]] = dict(users or {})
@@ -399,15 +405,18 @@ class FakeSlack:
         return m
 
     def _m_auth_test(self, params: dict[str, Any]) -> dict[str, Any]:
-        return {
+        answer = {
             "url": "https://fake.slack.test/",
             "team": "Fake Team",
             "user": "threadwise",
             "team_id": self.team_id,
             "user_id": self.bot_user_id,
             "bot_id": self.bot_id,
-            "is_enterprise_install": False,
+            "is_enterprise_install": self.org_install,
         }
+        if self.enterprise_id is not None:  # only Grid orgs have one
+            answer["enterprise_id"] = self.enterprise_id
+        return answer
 
     def _m_users_info(self, params: dict[str, Any]) -> dict[str, Any]:
         uid = params.get("user", "")
@@ -635,28 +644,41 @@ def event_callback(
     team_id: str = "T0FAKE",
     api_app_id: str = "A0FAKE",
     event_id: str | None = None,
+    enterprise_id: str | None = None,
+    installation: Mapping[str, Any] | None = None,
+    shared: bool = False,
 ) -> dict[str, Any]:
-    """The Events API envelope around one event."""
-    return {
+    """The Events API envelope around one event.
+
+    `team_id` (and `enterprise_id`) say where the event happened; `authorizations[0]` is the
+    installation it is delivered to — the same workspace unless `installation` overrides it
+    (Slack Connect: `shared=True` and another org's `team_id`; an org-wide Grid install:
+    `{"team_id": None, "enterprise_id": "E…", "is_enterprise_install": True}`).
+    """
+    authorization: dict[str, Any] = {
+        "enterprise_id": enterprise_id,
+        "team_id": team_id,
+        "user_id": "UBOT",
+        "is_bot": True,
+        "is_enterprise_install": False,
+    }
+    authorization.update(installation or {})
+    body: dict[str, Any] = {
         "token": "legacy-verification-token",
         "team_id": team_id,
         "context_team_id": team_id,
+        "context_enterprise_id": enterprise_id,
         "api_app_id": api_app_id,
         "event": dict(event),
         "type": "event_callback",
         "event_id": event_id or f"Ev{uuid.uuid4().hex[:10].upper()}",
         "event_time": int(time.time()),
-        "authorizations": [
-            {
-                "enterprise_id": None,
-                "team_id": team_id,
-                "user_id": "UBOT",
-                "is_bot": True,
-                "is_enterprise_install": False,
-            }
-        ],
-        "is_ext_shared_channel": False,
+        "authorizations": [authorization],
+        "is_ext_shared_channel": shared,
     }
+    if enterprise_id is not None:
+        body["enterprise_id"] = enterprise_id
+    return body
 
 
 def app_mention(
@@ -667,7 +689,9 @@ def app_mention(
     ts: str | None = None,
     thread_ts: str | None = None,
     team: str = "T0FAKE",
+    **extra: Any,
 ) -> dict[str, Any]:
+    """An `app_mention`; `extra` adds fields (`user_team`, `source_team` in Slack Connect)."""
     event: dict[str, Any] = {
         "type": "app_mention",
         "user": user,
@@ -679,6 +703,7 @@ def app_mention(
     }
     if thread_ts:
         event["thread_ts"] = thread_ts
+    event.update(extra)
     return event
 
 
@@ -723,9 +748,17 @@ def slash_command(
     channel: str = "C1",
     team: str = "T0FAKE",
     trigger_id: str | None = None,
+    enterprise_id: str | None = None,
+    org_install: bool = False,
 ) -> dict[str, str]:
-    """A slash command's form fields (send `urlencode(...)` as the body)."""
+    """A slash command's form fields (send `urlencode(...)` as the body).
+
+    `team` is the caller's workspace (in a Slack Connect channel, possibly another org's);
+    `enterprise_id` / `org_install` are what an Enterprise Grid org adds.
+    """
+    grid = {"enterprise_id": enterprise_id, "enterprise_name": "Grid"} if enterprise_id else {}
     return {
+        **grid,
         "token": "legacy-verification-token",
         "team_id": team,
         "team_domain": "fake",
@@ -736,7 +769,7 @@ def slash_command(
         "command": command,
         "text": text,
         "api_app_id": "A0FAKE",
-        "is_enterprise_install": "false",
+        "is_enterprise_install": "true" if org_install else "false",
         "response_url": response_url,
         "trigger_id": trigger_id or f"{uuid.uuid4().int % 10**13}.{uuid.uuid4().int % 10**12}",
     }
