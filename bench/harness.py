@@ -45,8 +45,11 @@ from tests.fakes.fake_slack import (
     message,
     signed_headers,
 )
+from tests.fixtures.teams.harness import APP_ID
 from tests.fixtures.teams.harness import load as load_activity
-from tests.helpers import ServeProcess, delete_prefix
+from tests.helpers import ROOT, ServeProcess, delete_prefix
+
+LOCAL_AUTH = ROOT / "tests" / "reliability" / "local_auth"  # local Bot Framework keys
 
 SENDER_CONNECTIONS = 256
 TAG = re.compile(r"\[m(\d+)\]")
@@ -361,7 +364,12 @@ class running_stack:
             "SLACK_BOT_TOKEN": slack.token,
             "SLACK_SIGNING_SECRET": DEFAULT_SIGNING_SECRET,
             "SLACK_API_URL": slack.api_url,
-            "TEAMS_ALLOW_ANONYMOUS": "true",
+            # Anonymous Teams is refused next to Slack: tokens checked against the fake's keys.
+            "MICROSOFT_APP_ID": APP_ID,
+            "MICROSOFT_APP_PASSWORD": "app-password-for-bench-only",
+            "PYTHONPATH": f"{LOCAL_AUTH}:{ROOT}",
+            "THREADWISE_TEST_JWKS_URL": teams.issuer.jwks_url,
+            "THREADWISE_TEST_OUTGOING_TOKEN": teams.issuer.outgoing_token(APP_ID),
             "OPENAI_BASE_URL": model.base_url,
             "OPENAI_API_KEY": "bench-key",
             "AZURE_OPENAI_DEPLOYMENT": "gpt-4o",
@@ -455,8 +463,9 @@ def teams_activity(st: Stack, text: str, conversation_id: str | None = None) -> 
 
 
 async def post_teams(st: Stack, act: dict) -> float:
+    headers = {"Authorization": st.teams.authorization(APP_ID)}  # minted once, then cached
     t0 = time.monotonic()
-    async with st.http.post(st.svc.url + "/api/messages", json=act) as r:
+    async with st.http.post(st.svc.url + "/api/messages", json=act, headers=headers) as r:
         await r.read()
         if r.status != 200:
             raise RuntimeError(f"/api/messages answered {r.status}")

@@ -143,9 +143,29 @@ def build_adapters(settings: Settings, service: Service) -> list[Adapter]:
                 handler=service.responder,
                 cache=service.store,
                 metrics=service.metrics,
+                allowed_callers=settings.teams_callers,
+                allowed_channels=settings.teams_channels,
             )
         )
     return adapters
+
+
+def check_anonymous_teams(settings: Settings) -> None:
+    """Anonymous Teams (no app id) trusts whoever reaches the port: local test clients only."""
+    if not (settings.teams_allow_anonymous and not settings.microsoft_app_id):
+        return
+    from adapters.teams.trust import is_loopback_host
+
+    if settings.slack_enabled:
+        raise SettingsError(
+            "TEAMS_ALLOW_ANONYMOUS: refused together with Slack (SLACK_BOT_TOKEN is set); "
+            "anonymous Teams is for a local test client, in a service of its own"
+        )
+    if not is_loopback_host(settings.host):
+        raise SettingsError(
+            f"TEAMS_ALLOW_ANONYMOUS: needs HOST on a loopback address (127.0.0.1, ::1 or "
+            f"localhost), not {settings.host!r}: anyone who reaches the port is a Teams user"
+        )
 
 
 def banner(settings: Settings, adapters: list[Adapter]) -> str:
@@ -176,6 +196,7 @@ async def run_serve(settings: Settings) -> int:
             "SLACK_BOT_TOKEN / MICROSOFT_APP_ID: no platform configured; set Slack's or Teams' "
             "settings (or TEAMS_ALLOW_ANONYMOUS=true for a local test client)"
         )
+    check_anonymous_teams(settings)
     settings.require_model()
     service = build_service(settings)
     try:

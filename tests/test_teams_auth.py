@@ -9,7 +9,8 @@ The one patch here replaces that single dictionary entry with the local `LocalIs
 for the duration of a test; validation itself (signature, audience, issuer, expiry) is the SDK's
 `JwtTokenValidator`, unpatched. Outgoing replies need an Entra token, which MSAL would fetch from
 login.microsoftonline.com: `MsalAuth.get_access_token` is patched to hand out a locally minted
-one, so the test can check the reply was sent with it.
+one, so the test can check the reply was sent with it. The fake connector listens on loopback,
+where the bot never sends its token: `allow_loopback_service_urls` lets it, for these tests only.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from microsoft_agents.hosting.core.authorization import _entra_issuers
 from adapters.teams import CredentialsError, verify_credentials
 from adapters.teams.auth import auth_configuration, normalize_app_type
 from bot.metrics import Metrics
-from tests.fakes.fake_connector import FakeConnector
+from tests.fakes.fake_connector import FakeConnector, allow_loopback_service_urls
 from tests.fakes.jwks import BOT_FRAMEWORK_ISSUER, LocalIssuer
 from tests.fixtures.teams.harness import APP_ID, RecordingHandler, load, teams_server
 
@@ -42,6 +43,7 @@ async def issuer(monkeypatch):
             return local.outgoing_token(self.configuration.CLIENT_ID)
 
         monkeypatch.setattr(MsalAuth, "get_access_token", local_entra_token)
+        allow_loopback_service_urls(monkeypatch)
         yield local
 
 

@@ -15,7 +15,7 @@ from microsoft_agents.hosting.core.connector.teams import TeamsConnectorClient
 
 from adapters.teams.replies import ConnectorError, Outbound
 from bot.metrics import Metrics
-from tests.fakes.fake_connector import FakeConnector
+from tests.fakes.fake_connector import FakeConnector, allow_loopback_service_urls
 
 
 class CountingFactory:
@@ -46,7 +46,8 @@ async def connector():
 
 
 @pytest.fixture
-async def outbound():
+async def outbound(monkeypatch):
+    allow_loopback_service_urls(monkeypatch)  # the fake connector listens on loopback
     factory = CountingFactory()
     out = Outbound(factory, app_id="app", anonymous=False, metrics=Metrics())  # type: ignore[arg-type]
     out.factory = factory  # type: ignore[attr-defined]

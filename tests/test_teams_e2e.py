@@ -252,15 +252,17 @@ async def test_commands_are_answered_in_place_and_never_reach_the_model(
     [help_text] = await answer(connector, dm["conversation"]["id"])
     assert "!reset" in help_text.text and "!prompt" in help_text.text
 
+    # Anonymous mode: nothing vouches for the sender, so even BOT_ADMINS' object id is no admin.
     set_prompt = reply_in(dm, "!prompt set --workspace Answer like a pirate.")
     assert await post(service, set_prompt) == 200
     replies = await answer(connector, dm["conversation"]["id"], count=2)
-    assert "pirate" in replies[-1].text or "set" in replies[-1].text.lower()
+    assert "only admins" in replies[-1].text
 
     show = reply_in(dm, "!prompt")
     assert await post(service, show) == 200
     replies = await answer(connector, dm["conversation"]["id"], count=3)
-    assert "Answer like a pirate." in replies[-1].text
+    assert "System prompt in effect here" in replies[-1].text
+    assert "pirate" not in replies[-1].text
 
     group = activity("group_chat_mention", connector, text="<at>Threadwise</at> !prompt set x")
     assert await post(service, group) == 200

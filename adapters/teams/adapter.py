@@ -1,15 +1,18 @@
 """The Teams edge: POST /api/messages on the shared aiohttp server.
 
 A request is authenticated (Bot Framework JWT, unless anonymous mode), parsed into the Agents
-SDK's `Activity`, answered 200 at once, and handed on: a `message` for the bot becomes an
-`IncomingMessage` submitted to the core's responder with a `TeamsReplyTarget` that posts the
-answer later through the connector; a `conversationUpdate` that adds the bot gets a one-line
-welcome, once per conversation. Everything else is acknowledged and ignored.
+SDK's `Activity`, checked against the trust rules (`trust.py`: a channel outside
+TEAMS_ALLOWED_CHANNELS or a `serviceUrl` the bot may not post to is a 403, a token that does not
+vouch for the `serviceUrl` a 401), answered 200 at once, and handed on: a `message` for the bot
+becomes an `IncomingMessage` submitted to the core's responder with a `TeamsReplyTarget` that
+posts the answer later through the connector; a `conversationUpdate` that adds the bot gets a
+one-line welcome, once per conversation. Everything else is acknowledged and ignored.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 
@@ -18,6 +21,7 @@ from microsoft_agents.activity import Activity
 from microsoft_agents.hosting.core import RestChannelServiceClientFactory
 from pydantic import ValidationError
 
+from adapters.teams import trust
 from adapters.teams.auth import (
     RequestAuthenticator,
     Unauthorized,
@@ -75,12 +79,15 @@ class TeamsAdapter:
         handler: MessageHandler,
         cache: Cache,
         metrics: Metrics,
+        allowed_callers: frozenset[str] = frozenset(),
+        allowed_channels: frozenset[str] = frozenset({"msteams"}),
     ) -> None:
         self.app_id = app_id or None
         _quiet_sdk_logs()
         self.handler = handler
         self.cache = cache
         self.metrics = metrics
+        self.allowed_channels = frozenset(c.lower() for c in allowed_channels)
         self.anonymous = self.app_id is None
         if self.anonymous:
             if not allow_anonymous:
@@ -93,8 +100,9 @@ class TeamsAdapter:
             log.warning(
                 "TEAMS ANONYMOUS MODE: MICROSOFT_APP_ID is empty and TEAMS_ALLOW_ANONYMOUS is "
                 "on, so POST %s accepts requests WITHOUT authentication and replies without "
-                "credentials. Use this only with local test clients (Agents Playground), "
-                "never on a reachable address.",
+                "credentials (to loopback service URLs only; no Teams user is an admin). Use "
+                "this only with local test clients (Agents Playground), never on a reachable "
+                "address.",
                 ROUTE,
             )
         else:
@@ -104,7 +112,7 @@ class TeamsAdapter:
                 tenant_id=tenant_id,
                 app_type=app_type,
             )
-            self.authenticator = RequestAuthenticator(config)
+            self.authenticator = RequestAuthenticator(config, allowed_callers)
             if allow_anonymous:
                 log.warning("TEAMS_ALLOW_ANONYMOUS is ignored: MICROSOFT_APP_ID is set")
         factory = RestChannelServiceClientFactory(connection_manager(config))
@@ -155,11 +163,21 @@ class TeamsAdapter:
         except BadRequest as exc:
             log.warning("bad Teams request: %s", exc)
             return web.json_response({"error": "malformed activity"}, status=400)
-        if identity is not None:
+        if not trust.channel_allowed(activity.channel_id, self.allowed_channels):
+            channel = str(activity.channel_id or "")[:40]
+            return self._forbidden(f"channel {channel!r} is not in TEAMS_ALLOWED_CHANNELS")
+        if self.authenticator is not None and identity is not None:
             try:
-                RequestAuthenticator.check_service_url(identity, activity.service_url)
+                self.authenticator.check_service_url(identity, activity.service_url)
             except Unauthorized as exc:
                 return self._unauthorized(request, str(exc))
+        if activity.service_url and not trust.service_url_allowed(
+            activity.service_url, anonymous=self.anonymous
+        ):
+            # Every reply would carry the bot's token there (or, anonymous, reach another host).
+            allowed = "a loopback address" if self.anonymous else "a Bot Framework service host"
+            host = trust.host_of(activity.service_url)
+            return self._forbidden(f"serviceUrl host {host!r} is not {allowed}")
         kind = activity.type if activity.type in _KNOWN_KINDS else "other"
         self.metrics.events.labels("teams", kind).inc()
         if activity.type == "message":
@@ -178,6 +196,11 @@ class TeamsAdapter:
             {"error": "unauthorized"}, status=401, headers={"WWW-Authenticate": "Bearer"}
         )
 
+    def _forbidden(self, reason: str) -> web.Response:
+        self.metrics.errors.labels("teams_auth").inc()
+        log.warning("Teams request rejected (403): %s", reason)
+        return web.json_response({"error": "forbidden"}, status=403)
+
     # -- activities
 
     def _target(self, activity: Activity, *, streaming: bool) -> TeamsReplyTarget:
@@ -191,6 +214,10 @@ class TeamsAdapter:
         if message is None:
             log.debug("Teams message not for the bot; ignored")
             return
+        if self.anonymous:
+            # Nothing vouches for `from` in anonymous mode: a user id with a colon matches no
+            # BOT_ADMINS entry (an entry's user part never holds one), so no one is an admin.
+            message = dataclasses.replace(message, user_id=f"anonymous:{message.user_id}")
         streaming = message.is_dm and str(activity.channel_id or "") == "msteams"
         self.handler.submit(message, self._target(activity, streaming=streaming))
 

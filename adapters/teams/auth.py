@@ -7,6 +7,11 @@ key-set fetch error) becomes a 401, never a 500; the issuer is checked *before* 
 stranger's token cannot make us call out; and the token's `serviceurl` claim must name the same
 host as the activity's `serviceUrl` (botbuilder enforced this; the SDK only logs a mismatch).
 
+A token without that claim is not from a channel: the issuer allow-list also admits the app
+tenant's Entra issuers, so any app registration or managed identity of the tenant can mint one
+with the bot's app id as audience. Such a token is accepted only from an app id listed in
+TEAMS_ALLOWED_CALLERS (agent-to-agent); without the list, no one.
+
 Outgoing calls get their tokens from the SDK's `MsalConnectionManager` (client secret for
 MultiTenant and SingleTenant bots, user-assigned managed identity for UserAssignedMSI).
 """
@@ -42,6 +47,8 @@ MULTITENANT_AUTHORITY_TENANT = "botframework.com"
 
 # Bot Framework tokens carry a `serviceurl` claim; the SDK calls it this.
 SERVICE_URL_CLAIM = "serviceurl"
+# The calling app's id: `azp` in v2.0 Entra tokens, `appid` in v1.0 ones.
+CALLER_CLAIMS = ("azp", "appid")
 
 
 class Unauthorized(Exception):
@@ -120,8 +127,11 @@ def _same_host(a: str, b: str) -> bool:
 class RequestAuthenticator:
     """Checks `Authorization: Bearer <jwt>` headers on POST /api/messages."""
 
-    def __init__(self, config: AgentAuthConfiguration) -> None:
+    def __init__(
+        self, config: AgentAuthConfiguration, allowed_callers: frozenset[str] = frozenset()
+    ) -> None:
         self.config = config
+        self.allowed_callers = frozenset(c.lower() for c in allowed_callers)
         self._validator = JwtTokenValidator(self.config)
         self._issuers = _allowed_issuers(self.config)
 
@@ -151,14 +161,31 @@ class RequestAuthenticator:
         except Exception as exc:  # PyJWTError, ValueError, key-set fetch failures, anything
             raise Unauthorized(f"token rejected ({type(exc).__name__})") from None
 
-    @staticmethod
-    def check_service_url(identity: ClaimsIdentity, service_url: str | None) -> None:
-        """The activity must come from the service its token was issued for."""
+    def check_service_url(self, identity: ClaimsIdentity, service_url: str | None) -> None:
+        """The activity must come from the service its token was issued for.
+
+        A token with no `serviceurl` claim passes only when its caller is in
+        TEAMS_ALLOWED_CALLERS (the module docstring says why).
+        """
         claim = identity.get_claim_value(SERVICE_URL_CLAIM)
         if claim is None:
-            return  # tokens from other Microsoft services (e.g. agent-to-agent) carry none
+            caller = caller_of(identity)
+            if caller is None or caller.lower() not in self.allowed_callers:
+                raise Unauthorized(
+                    "token has no serviceurl claim and its app id is not in TEAMS_ALLOWED_CALLERS"
+                )
+            return
         if not service_url or not isinstance(claim, str) or not _same_host(claim, service_url):
             raise Unauthorized("serviceUrl does not match the token's serviceurl claim")
+
+
+def caller_of(identity: ClaimsIdentity) -> str | None:
+    """The app id that asked for the token (None when the token names none)."""
+    for name in CALLER_CLAIMS:
+        value = identity.get_claim_value(name)
+        if isinstance(value, str) and value:
+            return value
+    return None
 
 
 class CredentialsError(Exception):

@@ -37,6 +37,7 @@ from microsoft_agents.hosting.core import (
 )
 from microsoft_agents.hosting.core.connector import ConnectorClientBase
 
+from adapters.teams import trust
 from adapters.text import markdown_blocks, split_markdown
 from bot.metrics import Metrics
 
@@ -105,6 +106,10 @@ class ConnectorError(Exception):
 
 class StreamRejected(ConnectorError):
     """403 ContentStreamNotAllowed: the stream was stopped by the user, expired, or is over."""
+
+
+class ServiceUrlRefused(ConnectorError):
+    """The service URL is not one the bot may post to (`trust.service_url_allowed`)."""
 
 
 def _error_code(body: str | None) -> str:
@@ -189,6 +194,16 @@ class Outbound:
         self._closing: set[asyncio.Task] = set()  # closes in flight, referenced until done
 
     async def open(self, service_url: str) -> ConnectorClientBase:
+        if not trust.service_url_allowed(service_url, anonymous=self._anonymous):
+            # The last check before the bot's token leaves: replies, welcomes and streams all
+            # get their client here, whatever let the URL this far.
+            self._metrics.errors.labels("teams_connector").inc()
+            log.warning(
+                "not posting to %r: not %s",
+                trust.host_of(service_url),
+                "a loopback address" if self._anonymous else "a Bot Framework service host",
+            )
+            raise ServiceUrlRefused(None, "ServiceUrlNotAllowed")
         entry = self._current(service_url)
         if entry is None:
             async with self._creating:  # one creation at a time; the others then share it
@@ -343,6 +358,11 @@ class Destination:
         return self.reference.service_url or ""
 
     def activity(self, type_: str, **fields) -> Activity:
+        # Everything the bot posts passes here: its text can mention no one (`trust.py`).
+        if isinstance(fields.get("text"), str):
+            fields["text"] = trust.neutral_text(fields["text"])
+        if "entities" in fields:
+            fields["entities"] = trust.without_mentions(fields["entities"])
         activity = Activity(type=type_, **fields)
         activity.apply_conversation_reference(self.reference)
         if not self.reply_to_id:

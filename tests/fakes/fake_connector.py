@@ -14,6 +14,13 @@ ContentStreamNotAllowed); streaming outside 1:1 chats is refused (400 BadArgumen
 Failures can be scheduled: `fail(403, code="ContentStreamNotAllowed")`, `fail(429,
 retry_after=1)`, `fail(503)`, each for the next `count` matching posts.
 
+It also serves a local Bot Framework key set (`fc.issuer`, a `LocalIssuer` made on first use:
+`fc.issuer.jwks_url`, `fc.authorization(app_id)` → a cached `Bearer` header for activities that
+name this connector as their `serviceUrl`), so a service under test can run with real token
+checks against it. The bot refuses to post to a loopback service URL with its token; a test lets
+it with `allow_loopback_service_urls(monkeypatch)` (in-process) or the serve child's
+tests/reliability/local_auth/sitecustomize.py.
+
 In-process: `async with FakeConnector() as fc:` (`fc.url`, `fc.activities`, `fc.fail(...)`).
 Standalone: `python -m tests.fakes.fake_connector --port N` prints `READY <url>`; then
 `GET /_fake/activities`, `POST /_fake/fail` (JSON: status, count, code, retry_after, match),
@@ -24,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import ipaddress
 import itertools
 import json
 import time
@@ -31,6 +39,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
+from microsoft_agents.hosting.core import OutboundHostValidator
+from yarl import URL
+
+from tests.fakes.jwks import LocalIssuer
 
 
 @dataclass
@@ -118,6 +130,29 @@ class FakeConnector:
         self._runner: web.AppRunner | None = None
         self.url = ""
         self.changed = asyncio.Event()
+        self._issuer: LocalIssuer | None = None
+        self._tokens: dict[tuple[str, str | None], str] = {}
+
+    # -- tokens
+
+    @property
+    def issuer(self) -> LocalIssuer:
+        """The Bot Framework key set served at this connector (keys made on first use)."""
+        if self._issuer is None:
+            self._issuer = LocalIssuer()
+            self._issuer.url = self.url.rstrip("/")
+        return self._issuer
+
+    def authorization(self, app_id: str, service_url: str | None = "") -> str:
+        """`Bearer <token>` as Azure Bot Service sends it (`serviceurl` = this connector).
+
+        `service_url=None` leaves the claim out; one token per kind is minted and reused.
+        """
+        claim = self.url if service_url == "" else service_url
+        key = (app_id, claim)
+        if key not in self._tokens:
+            self._tokens[key] = "Bearer " + self.issuer.token(aud=app_id, service_url=claim)
+        return self._tokens[key]
 
     # -- control
 
@@ -177,6 +212,8 @@ class FakeConnector:
         app.router.add_post(
             "/v3/conversations/{conversation_id}/activities/{reply_to_id}", self._post
         )
+        app.router.add_get("/v1/.well-known/keys", self._keys)
+        app.router.add_get("/v1/.well-known/openidconfiguration", self._openid)
         app.router.add_get("/_fake/activities", self._list)
         app.router.add_post("/_fake/fail", self._fail)
         app.router.add_post("/_fake/reset", self._reset)
@@ -202,6 +239,13 @@ class FakeConnector:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
+
+    async def _keys(self, request: web.Request) -> web.Response:
+        self.issuer.requests += 1
+        return web.json_response(self.issuer.jwks())
+
+    async def _openid(self, request: web.Request) -> web.Response:
+        return web.json_response(self.issuer.openid_configuration())
 
     async def _list(self, request: web.Request) -> web.Response:
         return web.json_response(
@@ -323,6 +367,32 @@ class FakeConnector:
         if stream_type == "streaming":
             stream["text"] = text
         return None
+
+
+def _loopback(host: str | None) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host or "").is_loopback
+    except ValueError:
+        return False
+
+
+def allow_loopback_service_urls(monkeypatch) -> None:
+    """Let the bot post with its token to plain-http loopback URLs (where fakes listen).
+
+    The same patch tests/reliability/local_auth/sitecustomize.py makes in a serve child: the
+    Agents SDK's outbound host check admits loopback too; every other host is judged as before.
+    """
+    sdk_is_allowed = OutboundHostValidator.is_allowed
+
+    def or_loopback(self, url) -> bool:
+        parsed = URL(str(url))
+        if parsed.scheme == "http" and _loopback(parsed.host):
+            return True
+        return sdk_is_allowed(self, url)
+
+    monkeypatch.setattr(OutboundHostValidator, "is_allowed", or_loopback)
 
 
 def _stream_text(activity: dict) -> str:

@@ -1,7 +1,8 @@
 """What the reliability and security tests share: the stack they run, senders, readers, checks.
 
 A `Stack` is the service under test as people meet it: `threadwise serve` in a subprocess (real
-Redis, both platforms: Slack over HTTP and Teams in anonymous mode) with the local fakes as its
+Redis, both platforms: Slack over HTTP and Teams with an app id, its tokens checked against the
+key set the fake connector serves, see local_auth/sitecustomize.py) with the local fakes as its
 world — `FakeOpenAI` as Azure OpenAI, `FakeSlack` as Slack's Web API, `FakeConnector` as the Bot
 Framework connector. Tests drive it with signed Slack events and Teams activities and read what a
 person would see (the bot's messages at the fakes) and what the bot kept (its Redis keys).
@@ -34,8 +35,8 @@ from tests.fakes.fake_slack import (
     event_callback,
     signed_headers,
 )
-from tests.fixtures.teams.harness import TENANT, load
-from tests.helpers import ServeProcess, delete_prefix
+from tests.fixtures.teams.harness import APP_ID, TENANT, load
+from tests.helpers import ROOT, ServeProcess, delete_prefix
 
 HERE = Path(__file__).resolve().parent
 
@@ -268,7 +269,12 @@ class Stack:
             "SLACK_BOT_TOKEN": self.slack.token,
             "SLACK_SIGNING_SECRET": SECRET,
             "SLACK_API_URL": self.slack.api_url,
-            "TEAMS_ALLOW_ANONYMOUS": "true",
+            # Anonymous Teams is refused next to Slack: Teams checks real tokens here.
+            "MICROSOFT_APP_ID": APP_ID,
+            "MICROSOFT_APP_PASSWORD": "app-password-for-tests-only",
+            "PYTHONPATH": f"{HERE / 'local_auth'}:{ROOT}",
+            "THREADWISE_TEST_JWKS_URL": self.connector.issuer.jwks_url,
+            "THREADWISE_TEST_OUTGOING_TOKEN": self.connector.issuer.outgoing_token(APP_ID),
             "REDIS_URL": self.redis_url,
             "REDIS_KEY_PREFIX": self.prefix,
             "BOT_ADMINS": f"slack:{SLACK_ADMIN},teams:{TEAMS_ADMIN}",
@@ -347,8 +353,11 @@ class Stack:
     async def teams(
         self, act: dict | bytes, *, svc: ServeProcess | None = None, headers=None
     ) -> int:
+        """POST an activity; with a Bot Framework token for the connector unless `headers`."""
+        if headers is None:
+            headers = {"Authorization": self.connector.authorization(APP_ID)}
         async with aiohttp.ClientSession() as http:
-            kwargs: dict[str, Any] = {"headers": headers or {}}
+            kwargs: dict[str, Any] = {"headers": headers}
             if isinstance(act, bytes):
                 kwargs["data"] = act
             else:

@@ -5,7 +5,8 @@ text commands at each scope, case and dash tricks, the slash command, a command 
 forwarded, sent as a thread broadcast, with an admin's id or name in the text, behind look-alikes
 of `!` and invisible characters, from a DM, as an edit, as a bot; on Teams with an admin's name,
 an admin's id in the wrong field, or from a channel other than Teams (where `from.id` is chosen
-by the client). Admin identity comes only from the verified platform identity. Afterwards every
+by the client: refused with 403 before anything reads it). Admin identity comes only from the
+verified platform identity. Afterwards every
 prompt and every audit list is exactly as the admin left it, and every refusal was logged with
 the user who tried.
 """
@@ -49,7 +50,7 @@ MEGAN_29 = "29:1qD7kWn2Fz0bXwq8vY3mJk5TgH7pLr9sC4eN6aB1uV0iO2yZ8xQ3wE5rT7yU9iO1p
 @dataclass
 class Attempt:
     name: str
-    expect: str  # "refused" | "chat" | "hint" | "ignored"
+    expect: str  # "refused" | "chat" | "hint" | "ignored" | "forbidden" (403, nothing posted)
     slack_event: dict | None = None
     slash_text: str | None = None
     teams: dict | None = None
@@ -219,11 +220,11 @@ def teams_attempts(stack) -> list[Attempt]:
     webchat = stack.activity("personal_message", text="!prompt set --global pwned")
     webchat["channelId"] = "webchat"
     webchat["from"] = {"id": TEAMS_ADMIN, "name": "Megan Bowen"}
-    out.append(Attempt("webchat: from.id is the admin's object id", "refused", teams=webchat))
+    out.append(Attempt("webchat: from.id is the admin's object id", "forbidden", teams=webchat))
     directline = stack.activity("personal_message", text="!prompt reset --workspace")
     directline["channelId"] = "directline"
     directline["from"] = {"id": "dl_123", "name": "x", "aadObjectId": TEAMS_ADMIN}
-    out.append(Attempt("directline: aadObjectId claimed", "refused", teams=directline))
+    out.append(Attempt("directline: aadObjectId claimed", "forbidden", teams=directline))
     return out
 
 
@@ -267,12 +268,13 @@ async def test_no_path_lets_a_non_admin_change_a_prompt(stack):
             assert await stack.slack_post(body, headers) == 200, a.name
             a.where = ("slash", url_id)
         else:
-            assert await stack.teams(a.teams) == 200, a.name
+            status = 403 if a.expect == "forbidden" else 200
+            assert await stack.teams(a.teams) == status, a.name
             a.where = ("teams", a.teams["conversation"]["id"])
         figure("attacks tried (privilege)")
 
     async def outcome(a: Attempt) -> str | None:
-        if a.expect == "ignored":
+        if a.expect in ("ignored", "forbidden"):
             return None
         if a.where[0] == "slack":
             return (await slack_thread(stack.slack, a.where[1], a.where[2], 1, quiet=0))[0]
@@ -292,6 +294,8 @@ async def test_no_path_lets_a_non_admin_change_a_prompt(stack):
             assert answer and answer.startswith("Echo:"), f"{a.name}: {answer!r}"
         elif a.expect == "hint":
             assert answer and "!help" in answer, f"{a.name}: {answer!r}"
+        elif a.expect == "forbidden":
+            assert not [x for x in stack.connector.activities if x.conversation_id == a.where[1]]
         else:
             assert stack.slack.thread(a.where[1], a.where[2]) == [], a.name
 

@@ -1,6 +1,6 @@
 """Fault 4: the Teams connector misbehaves — 403 on a stream, 429, 5xx.
 
-Against a running `threadwise serve` (anonymous mode) whose activities' `serviceUrl` is the
+Against a running `threadwise serve` (Teams with an app id) whose activities' `serviceUrl` is the
 `FakeConnector` with scheduled failures. The reply still reaches the person whole — the part a
 cancelled stream did not show follows as a message, throttled posts wait for `Retry-After`,
 server errors are retried — or, when the connector will not take it at all, the failure is
