@@ -84,7 +84,7 @@ class Responder:
         max_response_tokens: int,
         lock_wait: float = 300.0,
         model_max_concurrency: int = 256,
-        conversation_queue_max: int = 10,
+        conversation_queue_max: int = 50,
     ) -> None:
         self.store = store
         self.llm = llm

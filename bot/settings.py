@@ -96,7 +96,7 @@ class Settings(BaseSettings):
 
     # --- limits: the service stays up when one user floods it
     model_max_concurrency: int = Field(256, gt=0, validation_alias=_alias("MODEL_MAX_CONCURRENCY"))
-    conversation_queue_max: int = Field(10, gt=0, validation_alias=_alias("CONVERSATION_QUEUE_MAX"))
+    conversation_queue_max: int = Field(50, gt=0, validation_alias=_alias("CONVERSATION_QUEUE_MAX"))
 
     # --- server and logs
     host: str = Field("0.0.0.0", validation_alias=_alias("HOST"))
