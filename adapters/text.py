@@ -13,6 +13,10 @@ import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
+# How a platform measures a message: characters, UTF-16 units or bytes. It must be additive
+# (length(a + b) == length(a) + length(b)) and count every character as at least 1, as those all
+# do: the splitter then adds up lengths instead of measuring ever longer candidates, and stays
+# linear in the text.
 Length = Callable[[str], int]
 
 # An opening fence: optional indentation (list items indent their code), three or more backticks
@@ -90,63 +94,66 @@ def markdown_blocks(text: str) -> list[Block]:
     return blocks
 
 
-def _hard_split(s: str, limit: int, length: Length) -> Iterator[str]:
-    """Split a single over-long word by characters (the only mid-word cut there is)."""
-    while s:
-        if length(s) <= limit:
-            yield s
-            return
-        lo, hi = 1, len(s)  # largest prefix that fits, by binary search
-        while lo < hi:
-            mid = (lo + hi + 1) // 2
-            if length(s[:mid]) <= limit:
-                lo = mid
-            else:
-                hi = mid - 1
-        yield s[:lo]
-        s = s[lo:]
+_SPACES = re.compile(r"\s*")
+_LAST_SPACE = re.compile(r"\s(?=\S*\Z)")  # the space before the text's last word
+
+
+def _fit(line: str, pos: int, limit: int, length: Length) -> int:
+    """How many characters of `line` from `pos` fit in `limit` (at least 1, at most `limit`)."""
+    hi = min(limit, len(line) - pos)
+    if length(line[pos : pos + hi]) <= limit:
+        return hi
+    lo = 1
+    while lo < hi:  # the longest prefix that fits, by binary search
+        mid = (lo + hi + 1) // 2
+        if length(line[pos : pos + mid]) <= limit:
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
 
 
 def _split_words(line: str, limit: int, length: Length) -> Iterator[str]:
-    """Split one over-long line at spaces; whitespace at a cut disappears."""
-    cur = ""
-    for token in re.findall(r"\S+|\s+", line):
-        if token.isspace():
-            if cur:
-                cur += token
-            continue
-        cand = cur + token
-        if length(cand) <= limit:
-            cur = cand
-            continue
-        if cur.strip():
-            yield cur.rstrip()
-        cur = ""
-        if length(token) <= limit:
-            cur = token
-        else:
-            *head, tail = _hard_split(token, limit, length)
-            yield from head
-            cur = tail
-    if cur.strip():
-        yield cur.rstrip()
+    """Split one over-long line at spaces; whitespace at a cut disappears.
+
+    Each part takes as many whole words as fit (with the spaces between them); a word longer
+    than a whole part is cut by characters. Measured a part at a time, not a word at a time.
+    """
+    pos = _SPACES.match(line).end()
+    while pos < len(line):
+        k = _fit(line, pos, limit, length)
+        end = pos + k
+        if end == len(line) or line[end].isspace():  # the part ends between words
+            yield line[pos:end].rstrip()
+            pos = _SPACES.match(line, end).end()
+        elif gap := _LAST_SPACE.search(line, pos, end):  # back to before the cut word
+            yield line[pos : gap.start()].rstrip()
+            pos = gap.end()
+        else:  # one word longer than a part
+            yield line[pos:end]
+            pos = end
 
 
 def _split_lines(text: str, limit: int, length: Length) -> Iterator[str]:
     """Pack whole lines into parts of at most `limit`; a longer line is cut at spaces."""
-    cur: str | None = None
+    newline = length("\n")
+    cur: list[str] | None = None
+    size = 0
+    blank = True  # whether `cur` holds only whitespace
     for line in text.split("\n"):
         parts = [line] if length(line) <= limit else list(_split_words(line, limit, length))
         for part in parts:
-            if cur is None:
-                cur = part
-            elif length(cur + "\n" + part) <= limit:
-                cur = cur + "\n" + part
-            else:
-                yield cur
-                cur = part
-    if cur is not None and cur.strip():
-        yield cur
+            n = length(part)
+            if cur is not None and size + newline + n <= limit:
+                cur += ("\n", part)
+                size += newline + n
+                blank = blank and not part.strip()
+                continue
+            if cur is not None:
+                yield "".join(cur)
+            cur, size, blank = [part], n, not part.strip()
+    if cur is not None and not blank:
+        yield "".join(cur)
 
 
 def _split_block(block: Block, limit: int, length: Length) -> list[str]:
@@ -188,20 +195,24 @@ def split_markdown(text: str, max_len: int, *, length: Length = len) -> list[str
     if length(text) <= max_len:
         return [text]
     pieces: list[str] = []
-    cur = ""
+    cur: list[str] = []  # the message being filled
+    size = 0
+    empty = blank = True  # whether `cur` reads "" / only whitespace
     for block in markdown_blocks(text):
-        parts = _split_block(block, max_len, length)
-        for n, part in enumerate(parts):
-            sep = block.sep if n == 0 else "\n"
-            cand = cur + sep + part if cur else part
-            if length(cand) <= max_len:
-                cur = cand
-            else:
-                if cur.strip():
-                    pieces.append(cur)
-                cur = part
-    if cur.strip():
-        pieces.append(cur)
+        for i, part in enumerate(_split_block(block, max_len, length)):
+            n = length(part)
+            sep = block.sep if i == 0 else "\n"
+            if not empty and size + length(sep) + n <= max_len:
+                cur += (sep, part)
+                size += length(sep) + n
+                blank = blank and not part.strip()
+                continue
+            if not blank:
+                pieces.append("".join(cur))
+            cur, size = [part], n
+            empty, blank = not part, not part.strip()
+    if not blank:
+        pieces.append("".join(cur))
     return pieces
 
 

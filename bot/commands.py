@@ -171,12 +171,10 @@ def _body(rest: str) -> str:
     head, newline, tail = rest.partition("\n")
     if head.strip():
         return (head.lstrip() + newline + tail).rstrip()
-    while True:
-        line, newline, after = tail.partition("\n")
-        if not newline or line.strip():
-            break
-        tail = after
-    return tail.rstrip()
+    # From the line of the first non-blank character (dropping one blank line at a time copied
+    # the rest each time: quadratic in blank lines).
+    first = len(tail) - len(tail.lstrip())
+    return tail[tail.rfind("\n", 0, first) + 1 :].rstrip()
 
 
 _OPTIONS = ("--workspace", "--global")

@@ -14,7 +14,15 @@ from tests.helpers import ROOT
 
 pytestmark = pytest.mark.e2e
 
-BENCHES = ["service_overhead", "throughput", "history_cost", "redis_cost", "first_token", "memory"]
+BENCHES = [
+    "service_overhead",
+    "throughput",
+    "history_cost",
+    "redis_cost",
+    "first_token",
+    "memory",
+    "text_cleaning",
+]
 
 
 @pytest.mark.timeout(180)

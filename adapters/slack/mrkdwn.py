@@ -19,6 +19,10 @@ notification fallbacks). Slack's mrkdwn differs from Markdown in the usual ways:
 Fenced code blocks and inline code keep their content exactly (no formatting inside); only
 `&`, `<` and `>` are written as `&amp;`, `&lt;`, `&gt;` everywhere, as Slack requires of all
 message text, and Slack shows them as the original characters.
+
+Every pass is linear in the text (model text can be 40,000 asterisks): no pattern here scans
+ahead from each of many openings. `defuse_mentions` (and `MentionGuard`, for a streamed reply)
+keeps text the bot posts from notifying anyone; it lives in `adapters.slack.mentions`.
 """
 
 from __future__ import annotations
@@ -30,23 +34,31 @@ from adapters.text import markdown_blocks
 _BOLD_MARK = "\x01"  # placeholders that never occur in text, so later passes leave them alone
 _ITALIC_MARK = "\x02"
 
-_HEADING = re.compile(r"^[ \t]{0,3}#{1,6}[ \t]+(?P<text>.*?)[ \t]*#*[ \t]*$")
+_HEADING_START = re.compile(r"[ \t]{0,3}#{1,6}[ \t]+")
 _BULLET = re.compile(r"^(?P<indent>[ \t]*)[-*+][ \t]+(?P<text>.*)$")
 _TASK = re.compile(r"^\[(?P<done>[ xX])\][ \t]+")
-_QUOTE = re.compile(r"^(?P<marks>[ \t]*(?:>[ \t]?)+)(?P<text>.*)$")
+_QUOTE_MARKS = re.compile(r"[ \t]*(?:>[ \t]?)+")
 _RULE = re.compile(r"^[ \t]{0,3}([-*_])(?:[ \t]*\1){2,}[ \t]*$")
-_INLINE_CODE = re.compile(r"(`+)(.+?)\1", re.DOTALL)
+_BACKTICKS = re.compile(r"`+")
 _IMAGE_OR_LINK = re.compile(
     r"!?\[(?P<text>(?:[^\[\]]|\[[^\[\]]*\])*)\]\((?P<url>[^()\s]+(?:\([^()\s]*\)[^()\s]*)*)"
     r"(?:[ \t]+\"[^\"]*\")?\)"
 )
 _AUTOLINK = re.compile(r"<(?P<url>(?:https?|mailto|ftp):[^<>\s]+)>")
-_BOLD_ITALIC = re.compile(r"(?<![\w*])\*\*\*(?=\S)(?P<t>.+?)(?<=\S)\*\*\*(?![\w*])")
-_BOLD_STARS = re.compile(r"(?<!\*)\*\*(?=\S)(?P<t>.+?)(?<=\S)\*\*(?!\*)")
-_BOLD_UNDERSCORES = re.compile(r"(?<![\w_])__(?=\S)(?P<t>.+?)(?<=\S)__(?![\w_])")
-_ITALIC_STAR = re.compile(r"(?<![\w*])\*(?=[^\s*])(?P<t>.+?)(?<=[^\s*])\*(?![\w*])")
-_ITALIC_UNDERSCORE = re.compile(r"(?<![\w_])_(?=[^\s_])(?P<t>.+?)(?<=[^\s_])_(?![\w_])")
-_STRIKE = re.compile(r"(?<!~)~~(?=\S)(?P<t>.+?)(?<=\S)~~(?!~)")
+
+# Emphasis, in the order it is applied: (opening, closing, the placeholders that replace them).
+# A pair is an opening and the nearest closing after at least one character, on one line — what
+# `open(?P<t>.+?)close` matches, found without that pattern's rescan of the rest of the line from
+# every opening that is never closed.
+_EMPHASIS = (
+    (r"(?<![\w*])\*\*\*(?=\S)", r"(?<=\S)\*\*\*(?![\w*])", _BOLD_MARK + _ITALIC_MARK),
+    (r"(?<!\*)\*\*(?=\S)", r"(?<=\S)\*\*(?!\*)", _BOLD_MARK),
+    (r"(?<![\w_])__(?=\S)", r"(?<=\S)__(?![\w_])", _BOLD_MARK),
+    (r"(?<![\w*])\*(?=[^\s*])", r"(?<=[^\s*])\*(?![\w*])", _ITALIC_MARK),
+    (r"(?<![\w_])_(?=[^\s_])", r"(?<=[^\s_])_(?![\w_])", _ITALIC_MARK),
+    (r"(?<!~)~~(?=\S)", r"(?<=\S)~~(?!~)", "~"),
+)
+_PAIRS = [(re.compile(o), re.compile(c), mark) for o, c, mark in _EMPHASIS]
 
 
 def escape(text: str) -> str:
@@ -55,39 +67,78 @@ def escape(text: str) -> str:
 
 
 def _link(url: str, label: str) -> str:
+    if url.startswith(("!", "@", "#")):
+        # `<!here|…>`, `<@U…|…>` and `<#C…|…>` are mentions to Slack, not links.
+        return f"{label} ({escape(url)})" if label else escape(url)
     # Inside <url|label> a `|` or `>` would end the parts early; Slack has no escape for `|`.
     url = escape(url).replace("|", "%7C")
     label = label.replace("|", "¦")
     return f"<{url}|{label}>" if label and label != url else f"<{url}>"
 
 
+def _pairs(text: str, opening: re.Pattern[str], closing: re.Pattern[str], mark: str) -> str:
+    """Each opening mark and the nearest closing one after it (a non-empty span) → `mark`s.
+
+    Linear: the search for a closing mark only moves forward, and once an opening has no
+    closing after it, no later opening can have one either.
+    """
+    parts: list[str] = []
+    pos = 0
+    while (o := opening.search(text, pos)) is not None:
+        c = closing.search(text, o.end() + 1)
+        if c is None:
+            break
+        parts += (text[pos : o.start()], mark, text[o.end() : c.start()], mark[::-1])
+        pos = c.end()
+    parts.append(text[pos:])
+    return "".join(parts)
+
+
 def _emphasis(text: str) -> str:
     """Bold, italics and strike in text that holds no code and no links (already escaped)."""
-    text = _BOLD_ITALIC.sub(
-        lambda m: f"{_BOLD_MARK}{_ITALIC_MARK}{m['t']}{_ITALIC_MARK}{_BOLD_MARK}", text
-    )
-    text = _BOLD_STARS.sub(lambda m: f"{_BOLD_MARK}{m['t']}{_BOLD_MARK}", text)
-    text = _BOLD_UNDERSCORES.sub(lambda m: f"{_BOLD_MARK}{m['t']}{_BOLD_MARK}", text)
-    text = _ITALIC_STAR.sub(lambda m: f"{_ITALIC_MARK}{m['t']}{_ITALIC_MARK}", text)
-    text = _ITALIC_UNDERSCORE.sub(lambda m: f"{_ITALIC_MARK}{m['t']}{_ITALIC_MARK}", text)
-    text = _STRIKE.sub(lambda m: f"~{m['t']}~", text)
+    if not any(c in text for c in "*_~" + _BOLD_MARK + _ITALIC_MARK):
+        return text
+    if "\n" in text:  # emphasis never spans lines
+        return "\n".join(_emphasis(line) for line in text.split("\n"))
+    for opening, closing, mark in _PAIRS:
+        text = _pairs(text, opening, closing, mark)
     return text.replace(_BOLD_MARK, "*").replace(_ITALIC_MARK, "_")
 
 
 def _inline(text: str) -> str:
-    """Convert one line's inline Markdown; code spans and link targets are kept verbatim."""
+    """Convert one line's inline Markdown; code spans and link targets are kept verbatim.
+
+    A code span is a run of backticks and the next run of the same length (CommonMark's rule);
+    a run that no same-length run follows is plain text. Nothing inside a span is formatting.
+    """
+    runs = [(m.start(), m.end()) for m in _BACKTICKS.finditer(text)]
+    by_length: dict[int, list[int]] = {}  # run length → the indices of the runs that long
+    for i, (a, b) in enumerate(runs):
+        by_length.setdefault(b - a, []).append(i)
+    seen = dict.fromkeys(by_length, 0)  # per length: how many of those runs are behind us
     out: list[str] = []
-    pos = 0
-    # Protect code spans first: nothing inside them is formatting.
-    for m in _INLINE_CODE.finditer(text):
-        out.append(_inline_no_code(text[pos : m.start()]))
-        out.append("`" + escape(m.group(2).strip(" ") if m.group(1) != "`" else m.group(2)) + "`")
-        pos = m.end()
+    pos = i = 0
+    while i < len(runs):
+        a, b = runs[i]
+        same, k = by_length[b - a], seen[b - a]
+        while k < len(same) and same[k] <= i:
+            k += 1
+        seen[b - a] = k
+        if k == len(same):  # never closed: the backticks are text
+            i += 1
+            continue
+        close = runs[same[k]]
+        code = text[b : close[0]]
+        out.append(_inline_no_code(text[pos:a]))
+        out.append("`" + escape(code.strip(" ") if b - a > 1 else code) + "`")
+        pos, i = close[1], same[k] + 1
     out.append(_inline_no_code(text[pos:]))
     return "".join(out)
 
 
 def _inline_no_code(text: str) -> str:
+    if "[" not in text and "<" not in text:  # no link can start here
+        return _emphasis(escape(text))
     out: list[str] = []
     pos = 0
     links = sorted(
@@ -110,16 +161,35 @@ def _strip_emphasis(text: str) -> str:
     return re.sub(r"\*\*|__", "", text)
 
 
+def _heading(line: str) -> str | None:
+    """A heading's title (closing `#`s dropped), or None when the line is no heading."""
+    m = _HEADING_START.match(line)
+    if m is None:
+        return None
+    return line[m.end() :].rstrip(" \t").rstrip("#").rstrip(" \t").strip()
+
+
 def _line(line: str) -> str:
+    quoted = _QUOTE_MARKS.match(line)
+    if quoted is None:
+        return _unquoted(line)
+    # `> > text`, however deep, in one forward pass; blank after the marks → a bare `>`.
+    depth = 0
+    end = len(line.rstrip())
+    while quoted is not None:
+        if quoted.end() >= end:
+            return "> " * depth + ">"
+        depth += quoted.group().count(">")
+        rest = quoted.end()
+        quoted = _QUOTE_MARKS.match(line, rest)
+    return "> " * depth + _unquoted(line[rest:]).lstrip()
+
+
+def _unquoted(line: str) -> str:
     if _RULE.match(line):
         return "──────────"
-    if m := _HEADING.match(line):
-        title = m["text"].strip()
+    if (title := _heading(line)) is not None:
         return f"*{_inline(_strip_emphasis(title))}*" if title else ""
-    if m := _QUOTE.match(line):
-        if line.lstrip().startswith(">"):
-            depth = m["marks"].count(">")
-            return "> " * depth + _line(m["text"]).lstrip() if m["text"].strip() else ">"
     if m := _BULLET.match(line):
         item = m["text"]
         if t := _TASK.match(item):

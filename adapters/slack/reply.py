@@ -9,6 +9,9 @@ final text is reconciled at the end: split into messages of at most `message_lim
 on paragraph / code-block boundaries (`adapters.text.split_markdown`), each message edited or
 posted so the thread reads exactly the final text.
 
+Everything posted — streamed, posted, edited, or answered to a slash command — is defused on its
+way in (`adapters.slack.mentions`): the model's text or a quoted prompt never notifies anyone.
+
 Failures are handled here: 429s are retried by the client's retry handlers, every other API
 error is logged with its method and code, and a method that fails is worked around (status →
 reaction, stream → post + update, update → new post, too long → smaller pieces). A
@@ -29,6 +32,7 @@ from slack_sdk.web.async_chat_stream import AsyncChatStream
 from slack_sdk.web.async_client import AsyncWebClient
 
 from adapters.slack.api import error_code, log_failure
+from adapters.slack.mentions import MentionGuard, defuse_mentions
 from adapters.slack.mrkdwn import to_mrkdwn
 from adapters.text import split_markdown
 from bot.metrics import Metrics
@@ -205,7 +209,7 @@ class SlackReplyTarget:
         self._thread = _Thread(replies, channel, thread_ts)
         self._typing_at: float | None = None
         self._reacted = False
-        self._streams: list[SlackReplyStream] = []
+        self._streams: list[DefusedStream] = []
 
     # -- progress ---------------------------------------------------------------------------
 
@@ -263,18 +267,45 @@ class SlackReplyTarget:
             await s.close_quietly()  # e.g. an apology after a stream the model broke off
         msgs: list[_Message] = []
         try:
-            await self._thread.deliver(msgs, text)
+            await self._thread.deliver(msgs, defuse_mentions(text))
         except Exception as e:
             if not msgs:
                 raise SlackDeliveryError(f"nothing could be posted: {error_code(e)}") from e
         finally:
             await self._done()
 
-    def stream(self) -> SlackReplyStream:
+    def stream(self) -> DefusedStream:
         can_stream = bool(self.thread_ts) and not self.replies.refused("stream", self.channel)
-        s = SlackReplyStream(self, streaming=can_stream)
+        s = DefusedStream(SlackReplyStream(self, streaming=can_stream))
         self._streams.append(s)
         return s
+
+
+class DefusedStream:
+    """A reply stream whose text is defused before the stream sees it.
+
+    Appends go through a `MentionGuard` (which holds back only what the next piece could still
+    turn into a mention); the final text is defused whole, and reads as the guarded stream did.
+    """
+
+    def __init__(self, inner: SlackReplyStream):
+        self._inner = inner
+        self._guard = MentionGuard()
+        self._raw: list[str] = []  # everything appended, for a finish without its own text
+
+    async def append(self, text: str) -> None:
+        self._raw.append(text)
+        if shown := self._guard.feed(text):
+            await self._inner.append(shown)
+
+    def _final(self, text: str) -> str:
+        return defuse_mentions(text if text.strip() else "".join(self._raw))
+
+    async def finish(self, text: str) -> None:
+        await self._inner.finish(self._final(text))
+
+    async def close_quietly(self) -> None:
+        await self._inner.close_quietly(self._final(""))
 
 
 class SlackReplyStream:
@@ -467,12 +498,12 @@ class SlackReplyStream:
         finally:
             await self._target._done()
 
-    async def close_quietly(self) -> None:
-        """Finish with what was written so far, never raising (another message follows)."""
+    async def close_quietly(self, text: str | None = None) -> None:
+        """Finish with `text` (else what was streamed), never raising (another message follows)."""
         if self._closed:
             return
         try:
-            await self.finish(self._text)
+            await self.finish(self._text if text is None else text)
         except Exception as e:
             log.debug("closing an unfinished reply failed: %s", error_code(e))
 
@@ -492,7 +523,7 @@ class SlashReplyTarget:
         return None  # Slack shows nothing for a slash command in progress
 
     async def send(self, text: str) -> None:
-        pieces = split_markdown(text, SLASH_LIMIT)
+        pieces = split_markdown(defuse_mentions(text), SLASH_LIMIT)
         if len(pieces) > SLASH_MAX_RESPONSES:
             pieces = [
                 *pieces[: SLASH_MAX_RESPONSES - 1],

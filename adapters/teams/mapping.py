@@ -14,13 +14,16 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Callable
 
 from microsoft_agents.activity import Activity
 
 from bot.messages import IncomingMessage
 
 PERSONAL = "personal"
-_AT_TAG = re.compile(r"<at>(.*?)</at>", re.IGNORECASE | re.DOTALL)
+_AT_TAG = re.compile("(</?at>)", re.IGNORECASE)
+_BLANKS = re.compile(r"[ \t]*")
+_BLANK_RUN = re.compile(r"[ \t]+")
 _NBSP = re.compile(r"&nbsp;|\u00a0")
 
 
@@ -57,6 +60,69 @@ def bot_ids(activity: Activity, app_id: str | None) -> set[str]:
     return {i.lower() for i in ids}
 
 
+def _at_tags(text: str, render: Callable[[str], str]) -> str:
+    """Each `<at>…</at>` (any case) replaced by `render` of what it holds.
+
+    The same as `re.sub(r"<at>(.*?)</at>", …, flags=re.I | re.S)`, in one pass over the tags:
+    that pattern scans to the end of the text from every `<at>` that is never closed
+    (quadratic in a run of them).
+    """
+    pieces = _AT_TAG.split(text)  # text, tag, text, tag, …, text
+    out: list[str] = []
+    done = 0  # pieces before this one are in `out`
+    opening = -1  # the `<at>` waiting for its `</at>`
+    rendered: dict[str, str] = {}  # a run of mentions repeats the same few names
+    for i in range(1, len(pieces), 2):
+        if len(pieces[i]) == len("<at>"):
+            if opening < 0:
+                opening = i
+        elif opening >= 0:
+            out += pieces[done:opening]
+            inner = pieces[i - 1] if i == opening + 2 else "".join(pieces[opening + 1 : i])
+            if (r := rendered.get(inner)) is None:
+                r = rendered[inner] = render(inner)
+            out.append(r)
+            done, opening = i + 1, -1
+    out += pieces[done:]
+    return "".join(out)
+
+
+def _remove_mention(text: str, markup: str) -> str:
+    """`text` with every `markup` (any case) and the blanks around it turned into one space.
+
+    The same as `re.sub(r"[ \t]*" + re.escape(markup) + r"[ \t]*", " ", text, flags=re.I)`,
+    in linear time: that pattern retries every blank of a run that no markup follows, so
+    16,000 spaces cost most of a second. Here the markup is found first and the blanks before
+    it are walked back once.
+    """
+    core = markup.lstrip(" \t")
+    lead = markup[: len(markup) - len(core)]  # blanks the markup itself starts with
+    if not core:  # markup of blanks only: a run of blanks that holds it becomes one space
+        return _BLANK_RUN.sub(lambda m: " " if lead in m.group() else m.group(), text)
+    find = re.compile(re.escape(core), re.IGNORECASE)
+    parts: list[str] = []
+    pos = start = 0
+    if not lead:  # the usual markup, `<at>Name</at>`: every occurrence is a match
+        for m in find.finditer(text):
+            parts += (text[pos : m.start()].rstrip(" \t"), " ")
+            pos = _BLANKS.match(text, m.end()).end()
+        parts.append(text[pos:])
+        return "".join(parts)
+    while (m := find.search(text, start)) is not None:
+        # `core` starts with a non-blank, so only the blanks right before it can belong to
+        # this match, and they must end with the markup's own leading blanks.
+        before = m.start() - len(lead)
+        if before < pos or text[before : m.start()] != lead:
+            start = m.start() + 1
+            continue
+        while before > pos and text[before - 1] in " \t":
+            before -= 1
+        parts += (text[pos:before], " ")
+        pos = start = _BLANKS.match(text, m.end()).end()
+    parts.append(text[pos:])
+    return "".join(parts)
+
+
 def clean_text(activity: Activity, app_id: str | None) -> tuple[str, bool]:
     """The message text as the model should see it, and whether the bot was mentioned."""
     text = activity.text or ""
@@ -73,12 +139,12 @@ def clean_text(activity: Activity, app_id: str | None) -> tuple[str, bool]:
             continue
         if is_bot:
             # The mention and the spaces around it go; one space keeps the words apart.
-            text = re.sub(r"[ \t]*" + re.escape(markup) + r"[ \t]*", " ", text, flags=re.I)
+            text = _remove_mention(text, markup)
         else:
-            name = _AT_TAG.sub(r"\1", markup).strip() or (account.name or "")
+            name = _at_tags(markup, lambda inner: inner).strip() or (account.name or "")
             text = text.replace(markup, "@" + name)
     # Mention markup without an entity (pasted text, old clients): keep the name readable.
-    text = _AT_TAG.sub(lambda m: "@" + m.group(1).strip(), text)
+    text = _at_tags(text, lambda inner: "@" + inner.strip())
     text = _NBSP.sub(" ", text)
     return text.strip(), mentioned
 
