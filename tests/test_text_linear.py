@@ -22,7 +22,7 @@ from adapters.slack.mentions import MentionGuard, defuse_mentions
 from adapters.slack.mrkdwn import _emphasis, _heading, to_mrkdwn
 from adapters.teams.mapping import _at_tags, _remove_mention, clean_text
 from adapters.text import split_markdown
-from bot.commands import _body
+from bot.commands.prompt import _body
 from tests.fixtures.teams.harness import APP_ID, load
 
 CHARS = 40_000

@@ -1,0 +1,29 @@
+"""`!usage`: tokens and replies for this channel and workspace, today and over 30 days."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from bot.commands.row import Context
+from bot.prompts import channel_scope, workspace_scope
+from bot.store import UsageTotals
+
+
+async def cmd_usage(ctx: Context) -> str:
+    m = ctx.message
+    today = dt.datetime.now(dt.UTC).date()
+    days = [(today - dt.timedelta(days=i)).isoformat() for i in range(30)]
+    rows = []
+    for label, dim in (
+        ("this channel", f"c|{channel_scope(m.platform, m.workspace, m.channel)}"),
+        ("this workspace", f"w|{workspace_scope(m.platform, m.workspace)}"),
+    ):
+        per_day = await ctx.store.usage(days, dim)
+        day = per_day[days[0]]
+        month = sum(per_day.values(), UsageTotals())
+        rows.append(
+            f"• {label}: today {day.prompt_tokens:,} prompt + {day.completion_tokens:,} "
+            f"completion tokens in {day.replies:,} replies; last 30 days "
+            f"{month.prompt_tokens:,} + {month.completion_tokens:,} in {month.replies:,} replies"
+        )
+    return "Token usage (UTC days):\n" + "\n".join(rows)
