@@ -1,7 +1,7 @@
 """`threadwise serve | chat | doctor | prompt` (SPEC.md §7).
 
-This is the composition root: the only core module that names the adapters, and only inside
-the commands that run them.
+This is the composition root: the only core module that names the adapters (and through them
+the platform SDKs), and only inside the commands that use them: serve, chat and doctor.
 """
 
 from __future__ import annotations
@@ -11,11 +11,13 @@ import asyncio
 import getpass
 import logging
 import sys
+from functools import partial
 from typing import TextIO
 
 from pydantic import SecretStr
 
 from bot.app import Service, build_service
+from bot.doctor import Check, PlatformCheck, known, run_doctor
 from bot.messages import Adapter, IncomingMessage
 from bot.settings import Settings, SettingsError, load_settings
 
@@ -74,9 +76,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "chat":
             return asyncio.run(run_chat(settings, args.thread, sys.stdin, sys.stdout))
         if args.command == "doctor":
-            from bot.doctor import run_doctor
-
-            return asyncio.run(run_doctor(settings, sys.stdout))
+            return asyncio.run(run_doctor(settings, sys.stdout, doctor_checks(settings)))
         return asyncio.run(run_prompt(settings, args.action, args.text, args.scope, sys.stdout))
     except SettingsError as exc:
         print(f"threadwise: {exc}", file=sys.stderr)
@@ -92,14 +92,34 @@ def _secret(value: SecretStr | None) -> str | None:
     return value.get_secret_value() if value is not None else None
 
 
+def slack_settings_problem(settings: Settings) -> str | None:
+    """What keeps the configured Slack adapter from starting (serve refuses, doctor reports)."""
+    if settings.slack_app_token is None and settings.slack_signing_secret is None:
+        return (
+            "SLACK_SIGNING_SECRET: not set; HTTP mode needs it "
+            "(or set SLACK_APP_TOKEN for Socket Mode)"
+        )
+    return None
+
+
+def teams_settings_problem(settings: Settings) -> str | None:
+    """What keeps the configured Teams adapter from starting (serve refuses, doctor reports)."""
+    if settings.microsoft_app_id and settings.microsoft_app_type != "UserAssignedMSI":
+        if settings.microsoft_app_password is None:
+            return (
+                "MICROSOFT_APP_PASSWORD: not set; Teams needs the app's client secret "
+                "(or MICROSOFT_APP_TYPE=UserAssignedMSI)"
+            )
+    if settings.microsoft_app_type == "SingleTenant" and not settings.microsoft_app_tenant_id:
+        return "MICROSOFT_APP_TENANT_ID: SingleTenant needs the tenant id"
+    return None
+
+
 def build_adapters(settings: Settings, service: Service) -> list[Adapter]:
     adapters: list[Adapter] = []
     if settings.slack_enabled:
-        if settings.slack_app_token is None and settings.slack_signing_secret is None:
-            raise SettingsError(
-                "SLACK_SIGNING_SECRET: not set; HTTP mode needs it "
-                "(or set SLACK_APP_TOKEN for Socket Mode)"
-            )
+        if problem := slack_settings_problem(settings):
+            raise SettingsError(problem)
         from adapters.slack import SlackAdapter
 
         adapters.append(
@@ -123,14 +143,8 @@ def build_adapters(settings: Settings, service: Service) -> list[Adapter]:
             )
         )
     if settings.teams_enabled:
-        if settings.microsoft_app_id and settings.microsoft_app_type != "UserAssignedMSI":
-            if settings.microsoft_app_password is None:
-                raise SettingsError(
-                    "MICROSOFT_APP_PASSWORD: not set; Teams needs the app's client secret "
-                    "(or MICROSOFT_APP_TYPE=UserAssignedMSI)"
-                )
-        if settings.microsoft_app_type == "SingleTenant" and not settings.microsoft_app_tenant_id:
-            raise SettingsError("MICROSOFT_APP_TENANT_ID: SingleTenant needs the tenant id")
+        if problem := teams_settings_problem(settings):
+            raise SettingsError(problem)
         from adapters.teams import TeamsAdapter
 
         adapters.append(
@@ -207,6 +221,54 @@ async def run_serve(settings: Settings) -> int:
     print(banner(settings, adapters), flush=True)
     await serve(service, adapters)
     return 0
+
+
+# ----------------------------------------------------------------------------------- doctor
+
+
+def doctor_checks(settings: Settings) -> list[PlatformCheck]:
+    """Each platform's doctor check, chosen the way `build_adapters` chooses adapters.
+
+    An adapter (and its SDK, a second of imports for Teams) is loaded only when its platform
+    is configured and its settings are complete; otherwise the settings alone give the line.
+    """
+    checks: list[PlatformCheck] = []
+    if not settings.slack_enabled:
+        checks.append(
+            known(Check("slack", None, "SLACK_BOT_TOKEN not set: Slack disabled", required=False))
+        )
+    elif problem := slack_settings_problem(settings):
+        checks.append(known(Check("slack", False, "settings", problem)))
+    else:
+        from adapters.slack.doctor import check_slack
+
+        checks.append(
+            partial(
+                check_slack,
+                bot_token=settings.slack_bot_token.get_secret_value(),
+                api_url=settings.slack_api_url,
+                socket_mode=settings.slack_app_token is not None,
+            )
+        )
+    if not settings.teams_enabled:
+        checks.append(
+            known(Check("teams", None, "MICROSOFT_APP_ID not set: Teams disabled", required=False))
+        )
+    elif problem := teams_settings_problem(settings):
+        checks.append(known(Check("teams", False, "settings", problem)))
+    else:
+        from adapters.teams.doctor import check_teams
+
+        checks.append(
+            partial(
+                check_teams,
+                app_id=settings.microsoft_app_id,
+                app_password=_secret(settings.microsoft_app_password),
+                tenant_id=settings.microsoft_app_tenant_id,
+                app_type=settings.microsoft_app_type,
+            )
+        )
+    return checks
 
 
 # ------------------------------------------------------------------------------------- chat

@@ -1,8 +1,15 @@
-"""`threadwise doctor`: each setting and dependency checked, with what to fix."""
+"""`threadwise doctor`: each setting and dependency checked, with what to fix.
+
+The core checks what it owns (settings, the store, the model) and prints the report. Each
+platform's check lives with its adapter (`adapters/<platform>/doctor.py`), which alone talks to
+the platform's SDK; the composition root (`bot.cli`) hands those checks in, so this module never
+imports an adapter or a platform SDK.
+"""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import TextIO
 
@@ -11,6 +18,8 @@ from bot.settings import Settings, SettingsError
 
 @dataclass
 class Check:
+    """One line of the report: what was tried, whether it worked, and what to fix if not."""
+
     name: str
     ok: bool | None  # None: skipped (not configured, not required)
     tried: str
@@ -126,92 +135,25 @@ async def _check_model(settings: Settings) -> Check:
         await llm.close()
 
 
-async def _check_slack(settings: Settings) -> Check:
-    if settings.slack_bot_token is None:
-        return Check("slack", None, "SLACK_BOT_TOKEN not set: Slack disabled", required=False)
-    if settings.slack_app_token is None and settings.slack_signing_secret is None:
-        return Check("slack", False, "settings", "set SLACK_SIGNING_SECRET (or SLACK_APP_TOKEN)")
-    from slack_sdk.errors import SlackApiError
-    from slack_sdk.web.async_client import AsyncWebClient
-
-    client = AsyncWebClient(
-        token=settings.slack_bot_token.get_secret_value(), base_url=settings.slack_api_url
-    )
-    try:
-        resp = await client.auth_test()
-        mode = "Socket Mode" if settings.slack_app_token else "HTTP (POST /slack/events)"
-        return Check(
-            "slack", True, f"auth.test → team {resp.get('team')}, bot {resp.get('user')}; {mode}"
-        )
-    except SlackApiError as exc:
-        return Check(
-            "slack",
-            False,
-            "auth.test",
-            f"Slack said {exc.response.get('error')}: check SLACK_BOT_TOKEN (xoxb-…)",
-        )
-    except Exception as exc:
-        return Check(
-            "slack",
-            False,
-            "auth.test",
-            f"could not reach {settings.slack_api_url} ({type(exc).__name__})",
-        )
+# A platform's check, ready to run: an adapter's check bound to its settings, or a known result.
+PlatformCheck = Callable[[], Awaitable[Check]]
 
 
-async def _check_teams(settings: Settings) -> Check:
-    if not settings.teams_enabled:
-        return Check("teams", None, "MICROSOFT_APP_ID not set: Teams disabled", required=False)
-    if not settings.microsoft_app_id:
-        return Check(
-            "teams",
-            True,
-            "TEAMS_ALLOW_ANONYMOUS=true: no auth, anyone who reaches the port is a Teams user",
-            "for local test clients only: keep HOST on a loopback address (127.0.0.1) and "
-            "unset TEAMS_ALLOW_ANONYMOUS anywhere else",
-            required=False,
-            warn=True,
-        )
-    if settings.microsoft_app_type != "UserAssignedMSI" and not settings.microsoft_app_password:
-        return Check("teams", False, "settings", "set MICROSOFT_APP_PASSWORD")
-    if settings.microsoft_app_type == "SingleTenant" and not settings.microsoft_app_tenant_id:
-        return Check("teams", False, "settings", "set MICROSOFT_APP_TENANT_ID")
-    from adapters.teams import CredentialsError, verify_credentials
+def known(check: Check) -> PlatformCheck:
+    """A check whose result the settings alone decide (platform off, a setting missing)."""
 
-    tried = (
-        f"Bot Framework token for app {settings.microsoft_app_id} ({settings.microsoft_app_type})"
-    )
-    try:
-        async with asyncio.timeout(30):
-            await verify_credentials(
-                app_id=settings.microsoft_app_id,
-                app_password=(
-                    settings.microsoft_app_password.get_secret_value()
-                    if settings.microsoft_app_password
-                    else None
-                ),
-                tenant_id=settings.microsoft_app_tenant_id,
-                app_type=settings.microsoft_app_type,
-            )
-    except CredentialsError as exc:
-        return Check(
-            "teams",
-            False,
-            tried,
-            f"{exc}: check MICROSOFT_APP_ID / "
-            "MICROSOFT_APP_PASSWORD / MICROSOFT_APP_TENANT_ID / MICROSOFT_APP_TYPE",
-        )
-    except TimeoutError:
-        return Check("teams", False, tried, "no answer from Microsoft Entra ID in 30 s")
-    return Check("teams", True, tried)
+    async def result() -> Check:
+        return check
+
+    return result
 
 
-async def run_doctor(settings: Settings, out: TextIO) -> int:
+async def run_doctor(
+    settings: Settings, out: TextIO, platforms: Sequence[PlatformCheck] = ()
+) -> int:
+    """Run every check at once and print the report; 1 when a required check failed."""
     store_checks, *others = await asyncio.gather(
-        _check_redis(settings),
-        _check_model(settings),
-        _check_slack(settings),
-        _check_teams(settings),
+        _check_redis(settings), _check_model(settings), *(check() for check in platforms)
     )
     checks = [Check("settings", True, "all settings parsed"), *store_checks, *others]
     if not (settings.slack_enabled or settings.teams_enabled):

@@ -6,6 +6,7 @@ import asyncio
 import sys
 
 from tests.fakes.fake_openai import FakeOpenAI
+from tests.fakes.fake_slack import DEFAULT_SIGNING_SECRET, FakeSlack
 from tests.helpers import base_env
 
 
@@ -128,3 +129,42 @@ async def test_doctor_checks_teams_credentials_and_names_the_fix(tmp_path):
     assert code == 1
     assert "✗ teams" in out and "MICROSOFT_APP_PASSWORD" in out
     assert "not-a-real-secret-123" not in out + err
+
+
+def _slack_env(slack: FakeSlack, api_url: str) -> dict[str, str]:
+    return {
+        "SLACK_BOT_TOKEN": slack.token,
+        "SLACK_SIGNING_SECRET": DEFAULT_SIGNING_SECRET,
+        "SLACK_API_URL": api_url,
+        "OPENAI_BASE_URL": "http://127.0.0.1:9/v1/",
+        "OPENAI_API_KEY": "k",
+        "AZURE_OPENAI_DEPLOYMENT": "d",
+    }
+
+
+async def test_doctor_calls_slack_at_the_url_serve_calls_when_the_api_url_has_no_slash(tmp_path):
+    """SLACK_API_URL=https://x/api: serve calls https://x/api/auth.test, and so must doctor."""
+    async with FakeSlack() as slack:
+        _, out, err = await run(
+            ["doctor"], _slack_env(slack, slack.api_url.rstrip("/")), "", tmp_path
+        )
+        assert "✓ slack     auth.test → team Fake Team" in out, out + err
+        assert [c.method for c in slack.calls] == ["auth.test"]
+
+
+async def test_doctor_tries_the_slack_token_with_serves_client_so_a_rate_limit_is_waited_out(
+    tmp_path,
+):
+    async with FakeSlack() as slack:
+        slack.fail("auth.test", status=429, retry_after=1)
+        _, out, err = await run(["doctor"], _slack_env(slack, slack.api_url), "", tmp_path)
+        assert "✓ slack     auth.test → team Fake Team" in out, out + err
+        assert [c.status for c in slack.calls] == [429, 200]
+
+
+async def test_doctor_names_the_missing_slack_signing_secret_as_serve_does(tmp_path):
+    env = {"SLACK_BOT_TOKEN": "xoxb-1", "OPENAI_BASE_URL": "http://127.0.0.1:9/v1/"}
+    # the signing secret, not the model, is what this run is about
+    code, out, _ = await run(["doctor"], env, "", tmp_path)
+    assert code == 1
+    assert "✗ slack     settings\n  → SLACK_SIGNING_SECRET: not set; HTTP mode needs it" in out

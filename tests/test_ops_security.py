@@ -22,6 +22,7 @@ import redis
 from aiohttp.test_utils import TestClient, TestServer
 
 from bot.app import build_service
+from bot.cli import doctor_checks
 from bot.doctor import run_doctor
 from bot.logs import setup_logging
 from bot.server import build_app
@@ -251,7 +252,8 @@ def test_prose_about_a_bearer_is_left_alone(log_lines):
 
 async def test_doctor_marks_anonymous_teams_as_a_warning():
     out = io.StringIO()
-    await run_doctor(settings(teams_allow_anonymous=True), out)
+    anonymous = settings(teams_allow_anonymous=True)
+    await run_doctor(anonymous, out, doctor_checks(anonymous))
     text = out.getvalue()
     line = next(ln for ln in text.splitlines() if "TEAMS_ALLOW_ANONYMOUS" in ln)
     assert line.startswith("⚠ teams"), text
