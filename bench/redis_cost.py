@@ -314,7 +314,7 @@ async def memory(redis_url: str) -> dict:
             for start in range(0, n, 100):
                 turn = await store.acquire(conv, None)
                 await store.commit(turn, msgs[start : start + 100], None)
-            h = await r.memory_usage(store._k(conv, "h"), samples=0)
+            h = await r.memory_usage(store.keys.conversation(conv, "h"), samples=0)
             text_bytes = sum(len(m.content.encode()) for m in msgs)
             encoded = sum(len(encode_message(m).encode()) for m in msgs)
             rows.append(
@@ -330,13 +330,13 @@ async def memory(redis_url: str) -> dict:
         # What a conversation and a post keep besides the list.
         conv = "mem-40"
         fixed = {
-            "token_total_key": await r.memory_usage(store._k(conv, "t"), samples=0),
-            "active_flag_key": await r.memory_usage(store._k(conv, "a"), samples=0),
+            "token_total_key": await r.memory_usage(store.keys.conversation(conv, "t"), samples=0),
+            "active_flag_key": await r.memory_usage(store.keys.conversation(conv, "a"), samples=0),
         }
         turn = await store.acquire("mem-once", "1700000000.000100")
         await store.release(turn)
         fixed["once_marker_key_24h"] = await r.memory_usage(
-            store._k("mem-once", "o:1700000000.000100"), samples=0
+            store.keys.once("mem-once", "1700000000.000100"), samples=0
         )
     finally:
         keys = [k async for k in r.scan_iter(match=f"{prefix}*", count=1000)]

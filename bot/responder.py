@@ -20,7 +20,7 @@ from bot.logs import turn_context
 from bot.messages import IncomingMessage, ReplyStream, ReplyTarget
 from bot.metrics import Metrics
 from bot.prompts import Prompts, channel_scope, scopes_for, workspace_scope
-from bot.store import NotActive, Store, StoreUnavailable, Usage
+from bot.store import NotSubscribed, Store, StoreUnavailable, Usage
 from bot.tokens import REPLY_PRIMING, TokenCounter
 from bot.trimming import StoredMessage, fit_newest, fit_prompt
 
@@ -183,7 +183,7 @@ class Responder:
         """
         conv = message.conversation_key
         addressed = message.mentions_bot or message.is_dm or conv in self._known
-        if not addressed and not await self.store.is_active(conv):
+        if not addressed and not await self.store.is_subscribed(conv):
             log.info("queue full; message not addressed to the bot ignored")
             return
         post = message.dedupe_key
@@ -200,18 +200,18 @@ class Responder:
     async def _turn(self, message: IncomingMessage, reply: ReplyTarget) -> None:
         conv = message.conversation_key
         try:
-            # A mention makes the thread the bot's at once, so replies that follow before this
-            # first answer is done are answered too (after it, in order), not dropped. A thread
-            # reply without a mention is ours only if the bot answers the thread: checked in
+            # A mention subscribes the bot to the thread at once, so replies that follow before
+            # this first answer is done are answered too (after it, in order), not dropped. A
+            # thread reply without a mention is ours only if the bot is subscribed: checked in
             # the claim, in arrival order, so it never overtakes the message before it.
             turn = await self.store.acquire(
                 conv,
                 message.message_id,
                 self.lock_wait,
-                activate=message.mentions_bot and not message.is_dm,
-                require_active=not (message.mentions_bot or message.is_dm),
+                subscribe=message.mentions_bot and not message.is_dm,
+                only_if_subscribed=not (message.mentions_bot or message.is_dm),
             )
-        except NotActive:
+        except NotSubscribed:
             return
         self._known[conv] = None
         self._known.move_to_end(conv)
@@ -225,7 +225,7 @@ class Responder:
         try:
             text = message.text.strip()
             if not text:
-                await self.store.mark_active(conv)
+                await self.store.subscribe(conv)
                 await reply.send(EMPTY_MENTION)
             elif is_command(text):
                 result = await self.commands.run(message)

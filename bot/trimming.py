@@ -2,7 +2,7 @@
 
 Every stored message carries its own token count, so fitting is arithmetic on integers: the
 prompt is built newest-first until the next older message would break the limit. The Redis
-store runs the same rule server-side (see `store._LOAD_LUA`); this is the reference the
+store runs the same rule server-side (`bot/store/lua/load.lua`); this is the reference the
 property tests check, and the in-process store's implementation.
 """
 

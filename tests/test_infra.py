@@ -454,7 +454,7 @@ def test_dockerignore_keeps_secrets_and_clutter_out_of_the_context():
         "node_modules/x/index.js",
     ):
         assert ignore.ignored(path), f"{path} would be sent to the Docker build"
-    for path in ("pyproject.toml", "bot/store.py", "adapters/__init__.py"):
+    for path in ("pyproject.toml", "bot/store/lua/load.lua", "adapters/__init__.py"):
         assert not ignore.ignored(path), f"{path} is needed by the build"
 
 

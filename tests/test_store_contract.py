@@ -169,14 +169,14 @@ async def test_history_expires_after_ttl(make, redis_url, key_prefix):
     assert await store.history("c") == []
 
 
-async def test_clear_forgets_history_but_thread_stays_active(make):
+async def test_clear_forgets_history_but_the_bot_stays_subscribed(make):
     store = make()
     await turn_of(store, "c", 1)
-    assert await store.is_active("c")
+    assert await store.is_subscribed("c")
     await store.clear("c")
     assert await store.history("c") == []
-    assert await store.is_active("c")
-    assert not await store.is_active("other")
+    assert await store.is_subscribed("c")
+    assert not await store.is_subscribed("other")
 
 
 async def test_prompt_changes_return_old_text_and_audit_newest_first(make):

@@ -13,26 +13,29 @@ from hypothesis import strategies as st
 from redis.crc import key_slot
 
 from bot.store import MemoryStore, RedisStore
+from bot.store.keys import Keys
 from bot.trimming import StoredMessage
 
 PREFIX = "threadwise:"
 PARTS = ("h", "t", "a", "q", "l")
 
 
-def keys_of(prefix: str = PREFIX) -> RedisStore:
-    # Building a RedisStore opens no connection: the key builders can be used on their own.
-    return RedisStore("redis://127.0.0.1:9/0", prefix=prefix, history_budget=100, history_ttl=60)
+def keys_of(prefix: str = PREFIX) -> Keys:
+    return Keys(prefix)
 
 
-def key_of(store: RedisStore, address: tuple) -> str:
+def key_of(store: Keys, address: tuple) -> str:
     kind, *ids = address
     if kind == "conv":
-        return store._k(ids[0], ids[1])
+        return store.conversation(ids[0], ids[1])
     if kind == "once":
-        return store._ok(ids[0], ids[1])
-    return {"prompt": store._pk, "audit": store._ak, "usage": store._uk, "cache": store._ck}[kind](
-        ids[0]
-    )
+        return store.once(ids[0], ids[1])
+    return {
+        "prompt": store.prompt,
+        "audit": store.audit,
+        "usage": store.usage,
+        "cache": store.cache,
+    }[kind](ids[0])
 
 
 def hash_tag(key: str) -> str | None:
@@ -57,10 +60,10 @@ EMULATOR = "teams:anonymous:8a3e41f0-5c2b-11ee-8c99-0242ac120002|livechat"
 def test_ordinary_conversation_ids_keep_exactly_the_keys_they_had(conv):
     store = keys_of()
     for part in PARTS:
-        assert store._k(conv, part) == f"threadwise:{{{conv}}}:{part}"
+        assert store.conversation(conv, part) == f"threadwise:{{{conv}}}:{part}"
     for post in ("1700000000.000100", "1700000000000", "f:1234567890", "abc|0000003"):
-        assert store._ok(conv, post) == f"threadwise:{{{conv}}}:o:{post}"
-    assert store._ok(conv, None) == f"threadwise:{{{conv}}}:o"
+        assert store.once(conv, post) == f"threadwise:{{{conv}}}:o:{post}"
+    assert store.once(conv, None) == f"threadwise:{{{conv}}}:o"
 
 
 @pytest.mark.parametrize(
@@ -69,11 +72,11 @@ def test_ordinary_conversation_ids_keep_exactly_the_keys_they_had(conv):
 )
 def test_ordinary_scopes_days_and_cache_keys_keep_exactly_the_keys_they_had(scope):
     store = keys_of()
-    assert store._pk(scope) == f"threadwise:{{prompts}}:{scope}"
-    assert store._ak(scope) == f"threadwise:{{prompts}}:audit:{scope}"
-    assert store._uk("2025-06-30") == "threadwise:{usage}:2025-06-30"
+    assert store.prompt(scope) == f"threadwise:{{prompts}}:{scope}"
+    assert store.audit(scope) == f"threadwise:{{prompts}}:audit:{scope}"
+    assert store.usage("2025-06-30") == "threadwise:{usage}:2025-06-30"
     for key in ("slack:user:T0123ABCD:U0789IJKL", f"teams:welcomed:{TEAMS_CHANNEL[6:]}"):
-        assert store._ck(key) == f"threadwise:cache:{{{key}}}"
+        assert store.cache(key) == f"threadwise:cache:{{{key}}}"
 
 
 # -- no collisions, one hash tag per conversation ---------------------------------------------
@@ -104,7 +107,9 @@ def test_distinct_ids_never_share_a_key(batch):
 @given(ids, st.lists(ids, max_size=4))
 def test_every_key_of_a_conversation_has_its_one_hash_tag(conv, posts):
     store = keys_of()
-    keys = [store._k(conv, p) for p in PARTS] + [store._ok(conv, p) for p in [None, *posts]]
+    keys = [store.conversation(conv, p) for p in PARTS] + [
+        store.once(conv, p) for p in [None, *posts]
+    ]
     tags = {hash_tag(k) for k in keys}
     assert len(tags) == 1 and None not in tags, keys
     assert len({key_slot(k.encode()) for k in keys}) == 1
@@ -112,18 +117,20 @@ def test_every_key_of_a_conversation_has_its_one_hash_tag(conv, posts):
 
 @given(ids)
 def test_cache_keys_keep_their_hash_tag_whole(key):
-    assert hash_tag(keys_of()._ck(key)) is not None
-    assert keys_of()._ck(key).endswith("}")
+    assert hash_tag(keys_of().cache(key)) is not None
+    assert keys_of().cache(key).endswith("}")
 
 
 def test_a_prefix_with_a_brace_is_refused():
     with pytest.raises(ValueError, match="REDIS_KEY_PREFIX"):
         keys_of("tw{x}:")
+    with pytest.raises(ValueError, match="REDIS_KEY_PREFIX"):  # before any connection is made
+        RedisStore("redis://127.0.0.1:9/0", prefix="tw{x}:", history_budget=100, history_ttl=60)
 
 
 def test_an_empty_conversation_key_is_refused():
     with pytest.raises(ValueError, match="empty conversation"):
-        keys_of()._k("", "h")
+        keys_of().conversation("", "h")
 
 
 # -- the collision the review found, on a real Redis ------------------------------------------

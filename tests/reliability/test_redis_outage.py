@@ -210,7 +210,7 @@ async def test_pooled_connections_dead_after_a_restart_fail_no_turn(redis_server
     store = RedisStore(redis_server.url, prefix="p:", history_budget=1000, history_ttl=60)
     try:
         convs = [f"slack:T:C{i}" for i in range(12)]
-        await asyncio.gather(*(store.is_active(c) for c in convs))  # a pool of connections
+        await asyncio.gather(*(store.is_subscribed(c) for c in convs))  # a pool of connections
         await shutdown_save(redis_server)
         redis_server.start()
         results = await asyncio.gather(

@@ -1,0 +1,373 @@
+"""`RedisStore`: the store every replica shares.
+
+The Lua scripts (`lua/*.lua`, package data) are what keep a turn at three round trips: the claim
+dedupes, subscribes or checks the subscription, and queues for the lock in one script; `load`
+fits history server-side; `commit` appends and trims in one script, pipelined with the usage
+counters and the release.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+import uuid
+from collections.abc import Sequence
+from importlib import resources
+
+from bot.store.base import AUDIT_KEEP, ONCE_TTL_SECONDS, USAGE_TTL_SECONDS, Store
+from bot.store.codec import AuditRecord, Context, Usage, UsageTotals, decode_message, encode_message
+from bot.store.errors import NotSubscribed, StoreUnavailable
+from bot.store.keys import Keys
+from bot.store.locks import FifoLocks, Turn, start_renewal, stop_renewal
+from bot.trimming import StoredMessage
+
+# Each script and the files it is made of: begin and try share the lock function.
+SCRIPTS: dict[str, tuple[str, ...]] = {
+    "begin": ("acquire", "begin"),
+    "try": ("acquire", "try"),
+    "renew": ("renew",),
+    "release": ("release",),
+    "load": ("load",),
+    "append": ("append",),
+    "prompt": ("prompt",),
+}
+
+
+def load_script(name: str) -> str:
+    """The source of one script, read from the package's `lua/` files."""
+    folder = resources.files("bot.store").joinpath("lua")
+    return "".join(folder.joinpath(f"{part}.lua").read_text("utf-8") for part in SCRIPTS[name])
+
+
+class RedisStore(Store):
+    def __init__(
+        self,
+        url: str,
+        *,
+        prefix: str = "threadwise:",
+        history_budget: int,
+        history_ttl: int,
+        lock_lease: float = 30.0,
+        socket_timeout: float = 5.0,
+    ) -> None:
+        super().__init__(
+            history_budget=history_budget, history_ttl=history_ttl, lock_lease=lock_lease
+        )
+        import redis.asyncio as redis
+
+        self._redis_errors: tuple[type[BaseException], ...] = (
+            redis.RedisError,
+            OSError,
+            asyncio.TimeoutError,
+        )
+        self.keys = Keys(prefix)
+        self._fifo = FifoLocks()
+        # A blocking pool: under a burst (a thousand conversations at once) a command waits up
+        # to `socket_timeout` for a free connection instead of failing with "Too many
+        # connections" and turning into an apology.
+        pool = redis.BlockingConnectionPool.from_url(
+            url,
+            decode_responses=True,
+            socket_timeout=socket_timeout,
+            socket_connect_timeout=socket_timeout,
+            health_check_interval=30,
+            max_connections=256,
+            timeout=socket_timeout,
+        )
+        self.r = redis.Redis.from_pool(pool)  # the client owns (and closes) the pool
+        script = {name: self.r.register_script(load_script(name)) for name in SCRIPTS}
+        self._begin = script["begin"]
+        self._try = script["try"]
+        self._renew_s = script["renew"]
+        self._release = script["release"]
+        self._load = script["load"]
+        self._append = script["append"]
+        self._prompt = script["prompt"]
+
+    @contextlib.asynccontextmanager
+    async def _guard(self):
+        try:
+            yield
+        except self._redis_errors as exc:
+            raise StoreUnavailable(f"Redis: {type(exc).__name__}: {exc}") from exc
+
+    async def _again(self, call):
+        """Run an idempotent call; if its pooled connection was dead, run it once more.
+
+        When Redis restarts, every idle connection in the pool is dead and each would fail the
+        first command given to it: the first such failure drops all idle connections, and the
+        call is retried on a fresh one. A Redis that is really down fails the retry at once.
+        """
+        from redis.exceptions import ConnectionError as RedisConnectionError
+
+        try:
+            async with self._guard():
+                return await call()
+        except StoreUnavailable as exc:
+            if not isinstance(exc.__cause__, RedisConnectionError | ConnectionError):
+                raise
+        with contextlib.suppress(Exception):
+            await self.r.connection_pool.disconnect(inuse_connections=False)
+        async with self._guard():
+            return await call()
+
+    # -- turns
+
+    async def acquire(
+        self,
+        conversation: str,
+        once_id: str | None,
+        max_wait: float = 300.0,
+        *,
+        subscribe: bool = False,
+        only_if_subscribed: bool = False,
+    ) -> Turn | None:
+        token = uuid.uuid4().hex
+        lease_ms = int(self.lock_lease * 1000)
+        k = self.keys
+        q, lk = k.conversation(conversation, "q"), k.conversation(conversation, "l")
+        once = k.once(conversation, once_id)
+        started = time.monotonic()
+        await self._fifo.acquire(conversation, max_wait)
+        try:
+            async with self._guard():
+                got = await self._again(
+                    lambda: self._begin(
+                        keys=[once, q, lk, k.conversation(conversation, "a")],
+                        args=[
+                            ONCE_TTL_SECONDS if once_id else 0,
+                            token,
+                            lease_ms,
+                            self.history_ttl if subscribe else 0,
+                            1 if only_if_subscribed else 0,
+                        ],
+                    )
+                )
+                if got == -2:
+                    raise NotSubscribed(conversation)  # the local FIFO is left below
+                if got == -1:
+                    self._fifo.release(conversation)
+                    return None
+                delay = 0.005
+                try:
+                    while got != 1:
+                        if time.monotonic() - started > max_wait:
+                            raise TimeoutError(f"waited {max_wait:.0f}s for conversation lock")
+                        await asyncio.sleep(delay)
+                        delay = min(delay * 1.5, 0.1)
+                        got = await self._again(
+                            lambda: self._try(keys=[q, lk], args=[token, lease_ms])
+                        )
+                except BaseException:
+                    # Leave the queue now rather than block the thread until our lease ends.
+                    with contextlib.suppress(Exception):
+                        await asyncio.shield(self._release(keys=[q, lk], args=[token]))
+                    raise
+        except BaseException:
+            self._fifo.release(conversation)
+            raise
+        turn = Turn(conversation, token, waited=time.monotonic() - started, local_held=True)
+        start_renewal(turn, self.lock_lease, self._renew)
+        return turn
+
+    def _drop_local(self, turn: Turn) -> None:
+        if turn.local_held:
+            turn.local_held = False
+            self._fifo.release(turn.conversation)
+
+    async def _renew(self, turn: Turn) -> bool:
+        k = self.keys
+        q, lk = k.conversation(turn.conversation, "q"), k.conversation(turn.conversation, "l")
+        lease_ms = int(self.lock_lease * 1000)
+        return bool(
+            await self._again(lambda: self._renew_s(keys=[q, lk], args=[turn.token, lease_ms]))
+        )
+
+    async def release(self, turn: Turn) -> None:
+        if turn.released:
+            return
+        stop_renewal(turn)
+        k = self.keys
+        q, lk = k.conversation(turn.conversation, "q"), k.conversation(turn.conversation, "l")
+        try:
+            await self._again(lambda: self._release(keys=[q, lk], args=[turn.token]))
+        finally:
+            self._drop_local(turn)
+
+    async def _pipeline(self, ops: list[tuple]) -> list:
+        """Run ops in one round trip; scripts go as EVALSHA with no SCRIPT EXISTS probe.
+
+        redis-py's pipelines ask SCRIPT EXISTS before every pipeline holding a script (an extra
+        round trip); we send EVALSHA directly and, if Redis lost its script cache (a restart),
+        load the scripts and re-run only the scripts that failed.
+        """
+        from redis.exceptions import NoScriptError
+
+        def queue(pipe, op):
+            if op[0] == "script":
+                _, script, keys, args = op
+                pipe.evalsha(script.sha, len(keys), *keys, *args)
+            else:
+                getattr(pipe, op[0])(*op[1:])
+
+        async with self._guard():
+            async with self.r.pipeline(transaction=False) as pipe:
+                for op in ops:
+                    queue(pipe, op)
+                res = await pipe.execute(raise_on_error=False)
+            missing = [i for i, r in enumerate(res) if isinstance(r, NoScriptError)]
+            if missing:
+                for script in {ops[i][1] for i in missing}:
+                    await self.r.script_load(script.script)
+                async with self.r.pipeline(transaction=False) as pipe:
+                    for i in missing:
+                        queue(pipe, ops[i])
+                    again = await pipe.execute(raise_on_error=False)
+                for i, r in zip(missing, again, strict=True):
+                    res[i] = r
+        for r in res:
+            if isinstance(r, Exception):
+                raise StoreUnavailable(f"Redis: {type(r).__name__}: {r}") from r
+        return res
+
+    async def load(self, conversation: str, budget: int, prompt_scopes: Sequence[str]) -> Context:
+        history_key = self.keys.conversation(conversation, "h")
+        ops: list[tuple] = [("script", self._load, [history_key], [max(budget, 0)])]
+        if prompt_scopes:
+            ops.append(("mget", [self.keys.prompt(s) for s in prompt_scopes]))
+        res = await self._again(lambda: self._pipeline(ops))
+        history = [decode_message(x) for x in res[0]]
+        prompts = dict(zip(prompt_scopes, res[1], strict=True)) if prompt_scopes else {}
+        return Context(history, prompts)
+
+    async def commit(
+        self, turn: Turn, messages: Sequence[StoredMessage], usage: Usage | None
+    ) -> int:
+        stop_renewal(turn)
+        try:
+            return await self._commit(turn, messages, usage)
+        finally:
+            self._drop_local(turn)
+
+    async def _commit(
+        self, turn: Turn, messages: Sequence[StoredMessage], usage: Usage | None
+    ) -> int:
+        conv, k = turn.conversation, self.keys
+        ops: list[tuple] = [
+            (
+                "script",
+                self._append,
+                [k.conversation(conv, "h"), k.conversation(conv, "t")],
+                [self.history_budget, self.history_ttl, *(encode_message(m) for m in messages)],
+            ),
+            ("set", k.conversation(conv, "a"), "1", self.history_ttl),
+        ]
+        if usage is not None:
+            key = k.usage(usage.day)
+            ops += [("hincrby", key, f, v) for f, v in usage.fields().items()]
+            ops.append(("expire", key, USAGE_TTL_SECONDS))
+        ops.append(
+            (
+                "script",
+                self._release,
+                [k.conversation(conv, "q"), k.conversation(conv, "l")],
+                [turn.token],
+            )
+        )
+        res = await self._pipeline(ops)
+        return int(res[0])
+
+    async def clear(self, conversation: str) -> None:
+        k = self.keys
+        async with self._guard():
+            await self.r.delete(
+                k.conversation(conversation, "h"), k.conversation(conversation, "t")
+            )
+
+    async def subscribe(self, conversation: str) -> None:
+        async with self._guard():
+            await self.r.set(self.keys.conversation(conversation, "a"), "1", ex=self.history_ttl)
+
+    async def is_subscribed(self, conversation: str) -> bool:
+        key = self.keys.conversation(conversation, "a")
+        return bool(await self._again(lambda: self.r.exists(key)))
+
+    async def history(self, conversation: str) -> list[StoredMessage]:
+        async with self._guard():
+            raw = await self.r.lrange(self.keys.conversation(conversation, "h"), 0, -1)
+        return [decode_message(x) for x in raw]
+
+    # -- prompts
+
+    async def get_prompts(self, scopes: Sequence[str]) -> dict[str, str | None]:
+        if not scopes:
+            return {}
+        async with self._guard():
+            vals = await self.r.mget([self.keys.prompt(s) for s in scopes])
+        return dict(zip(scopes, vals, strict=True))
+
+    async def change_prompt(self, record: AuditRecord) -> str | None:
+        action = "reset" if record.new is None else "set"
+        async with self._guard():
+            return await self._prompt(
+                keys=[self.keys.prompt(record.scope), self.keys.audit(record.scope)],
+                args=[record.new or "", record.to_json(), action, AUDIT_KEEP],
+            )
+
+    async def prompt_history(self, scope: str, limit: int = 10) -> list[AuditRecord]:
+        async with self._guard():
+            raw = await self.r.lrange(self.keys.audit(scope), 0, limit - 1)
+        return [AuditRecord.from_json(x) for x in raw]
+
+    # -- usage
+
+    async def usage(self, days: Sequence[str], dimension: str) -> dict[str, UsageTotals]:
+        names = [f"{dimension}|prompt", f"{dimension}|completion", f"{dimension}|replies"]
+        async with self._guard():
+            async with self.r.pipeline(transaction=False) as pipe:
+                for d in days:
+                    pipe.hmget(self.keys.usage(d), names)
+                res = await pipe.execute()
+        return {
+            d: UsageTotals(*(int(v or 0) for v in vals)) for d, vals in zip(days, res, strict=True)
+        }
+
+    # -- cache
+
+    async def cache_get(self, key: str) -> str | None:
+        async with self._guard():
+            return await self.r.get(self.keys.cache(key))
+
+    async def cache_set(self, key: str, value: str, ttl_seconds: int) -> None:
+        async with self._guard():
+            await self.r.set(self.keys.cache(key), value, ex=ttl_seconds)
+
+    async def cache_add(self, key: str, value: str, ttl_seconds: int) -> bool:
+        async with self._guard():
+            return bool(await self.r.set(self.keys.cache(key), value, ex=ttl_seconds, nx=True))
+
+    # -- lifecycle
+
+    async def ping(self) -> None:
+        await self._again(self.r.ping)
+
+    async def eviction_policy(self) -> str | None:
+        # INFO first: managed Redis (Azure Managed Redis among them) usually refuses CONFIG but
+        # answers INFO, whose memory section carries the same policy.
+        from redis.exceptions import ResponseError
+
+        async with self._guard():
+            try:
+                policy = (await self.r.info("memory")).get("maxmemory_policy")
+                if policy:
+                    return str(policy)
+            except ResponseError:
+                pass
+            try:
+                return (await self.r.config_get("maxmemory-policy")).get("maxmemory-policy")
+            except ResponseError:
+                return None
+
+    async def close(self) -> None:
+        await self.r.aclose()
