@@ -8,7 +8,14 @@ import time
 import pytest
 import redis.asyncio as aioredis
 
-from bot.store import AuditRecord, MemoryStore, RedisStore, Usage, decode_message
+from bot.store import (
+    AuditRecord,
+    MemoryStore,
+    NotSubscribed,
+    RedisStore,
+    Usage,
+    decode_message,
+)
 from bot.trimming import StoredMessage
 
 
@@ -179,6 +186,23 @@ async def test_clear_forgets_history_but_the_bot_stays_subscribed(make):
     assert not await store.is_subscribed("other")
 
 
+async def test_a_reply_without_a_mention_is_claimed_only_in_a_subscribed_thread(make):
+    store = make()
+    with pytest.raises(NotSubscribed):
+        await store.acquire("c", "reply-1", 5, only_if_subscribed=True)
+    # Refused before the claim: the post stays unclaimed, the lock free.
+    mention = await store.acquire("c", "mention", 5, subscribe=True)
+    assert mention is not None
+    assert await store.is_subscribed("c")  # in the claim itself, before any commit
+    await store.release(mention)
+    reply = await store.acquire("c", "reply-1", 5, only_if_subscribed=True)
+    assert reply is not None
+    await store.release(reply)
+    assert not await store.is_subscribed("other")
+    await store.subscribe("other")
+    assert await store.is_subscribed("other")
+
+
 async def test_prompt_changes_return_old_text_and_audit_newest_first(make):
     store = make()
 
@@ -273,3 +297,28 @@ async def test_an_uncontended_turn_costs_three_round_trips(redis_url, key_prefix
     monkeypatch.undo()
     await store.close()
     assert sends == 3
+
+
+async def test_subscribing_or_checking_the_subscription_adds_no_round_trip(
+    redis_url, key_prefix, monkeypatch
+):
+    from redis.asyncio.connection import Connection
+
+    store = RedisStore(redis_url, prefix=key_prefix, history_budget=1000, history_ttl=60)
+    await turn_of(store, "c", 0)  # scripts loaded, connections open
+    sends = 0
+    original = Connection.send_packed_command
+
+    async def counting(self, command, check_health=True):
+        nonlocal sends
+        sends += 1
+        return await original(self, command, check_health)
+
+    monkeypatch.setattr(Connection, "send_packed_command", counting)
+    for n, flags in enumerate([{"subscribe": True}, {"only_if_subscribed": True}]):
+        sends = 0
+        turn = await store.acquire("c", f"s{n}", **flags)
+        assert sends == 1, flags
+        await store.release(turn)
+    monkeypatch.undo()
+    await store.close()
