@@ -37,7 +37,7 @@ from tests.fakes.fake_slack import new_ts
 
 RATE = 50.0
 GOAL_P50_MS, GOAL_P99_MS = 10.0, 40.0
-TEAMS_INTERVAL = 1.0  # adapters.teams.replies.TeamsStream.interval
+TEAMS_INTERVAL = 1.0  # adapters.teams.stream.TeamsSink.interval
 WORDS = "the quick brown fox jumps over the lazy dog and then it rests a while".split()
 
 

@@ -13,7 +13,9 @@ import time
 import pytest
 
 from adapters.teams import TeamsAdapter
-from adapters.teams.replies import MAX_MESSAGE_BYTES, Outbound, TeamsStream, utf16_bytes
+from adapters.teams.connector import Outbound
+from adapters.teams.stream import MAX_MESSAGE_LENGTH, TeamsSink
+from adapters.text import utf16_length
 from bot.metrics import Metrics
 from tests.fakes.fake_connector import FakeConnector
 from tests.fixtures.teams.harness import (
@@ -28,7 +30,7 @@ from tests.fixtures.teams.harness import (
 @pytest.fixture(autouse=True)
 def fast_retries(monkeypatch):
     monkeypatch.setattr(Outbound, "backoff", 0.01)
-    monkeypatch.setattr(TeamsStream, "interval", 0.05)
+    monkeypatch.setattr(TeamsSink, "interval", 0.05)
 
 
 @pytest.fixture
@@ -119,7 +121,7 @@ async def test_typing_indicator_is_a_typing_activity_in_the_conversation(connect
 async def test_long_reply_is_split_on_paragraphs_under_the_teams_size_limit(connector):
     paragraph = "Ünïcödé text with emoji 🚀 " * 40  # multi-byte in UTF-16
     text = "\n\n".join(f"{i}. {paragraph}" for i in range(120))
-    assert utf16_bytes(text) > 2 * MAX_MESSAGE_BYTES
+    assert utf16_length(text) > 2 * MAX_MESSAGE_LENGTH
 
     async def model(msg, reply):
         await reply.send(text)
@@ -130,7 +132,7 @@ async def test_long_reply_is_split_on_paragraphs_under_the_teams_size_limit(conn
         await handler.drain()
     parts = [m.text for m in connector.messages()]
     assert len(parts) >= 3
-    assert all(utf16_bytes(p) <= MAX_MESSAGE_BYTES for p in parts)
+    assert all(utf16_length(p) <= MAX_MESSAGE_LENGTH for p in parts)
     assert all(p.startswith(tuple("0123456789")) for p in parts)  # cut between paragraphs
     assert "\n\n".join(parts) == text
 
@@ -148,7 +150,7 @@ async def test_code_block_longer_than_a_message_is_split_into_valid_code_blocks(
     parts = [m.text for m in connector.messages()]
     assert len(parts) >= 2
     for part in parts:
-        assert utf16_bytes(part) <= MAX_MESSAGE_BYTES
+        assert utf16_length(part) <= MAX_MESSAGE_LENGTH
         assert part.count("```") % 2 == 0  # every part renders its code as code
 
 

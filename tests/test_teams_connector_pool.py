@@ -13,7 +13,7 @@ import pytest
 from microsoft_agents.activity import Activity, ConversationAccount
 from microsoft_agents.hosting.core.connector.teams import TeamsConnectorClient
 
-from adapters.teams.replies import ConnectorError, Outbound
+from adapters.teams.connector import ConnectorError, Outbound
 from bot.metrics import Metrics
 from tests.fakes.fake_connector import FakeConnector, allow_loopback_service_urls
 

@@ -17,7 +17,8 @@ import pytest
 import pytest_asyncio
 import redis.asyncio as aioredis
 
-from adapters.teams.replies import MAX_MESSAGE_BYTES, utf16_bytes
+from adapters.teams.stream import MAX_MESSAGE_LENGTH
+from adapters.text import utf16_length
 from tests.fakes.fake_connector import FakeConnector, Recorded
 from tests.fakes.fake_openai import FakeOpenAI, Reply
 from tests.fixtures.teams.harness import load
@@ -204,7 +205,7 @@ async def test_channel_reply_stays_in_its_reply_chain_with_its_own_memory(
 async def test_long_reply_is_split_under_the_teams_size_limit(service, model, connector, fresh):
     paragraph = "Long answer paragraph with some ünïcödé and emoji 🚀. " * 10
     long_reply = "\n\n".join(f"Section {i}. {paragraph.strip()}" for i in range(160))
-    assert utf16_bytes(long_reply) > MAX_MESSAGE_BYTES
+    assert utf16_length(long_reply) > MAX_MESSAGE_LENGTH
     model.script(Reply(long_reply))
     act = activity("channel_mention", connector)
     assert await post(service, act) == 200
@@ -217,7 +218,7 @@ async def test_long_reply_is_split_under_the_teams_size_limit(service, model, co
     )
     parts = [m.text for m in finished_messages(connector, act["conversation"]["id"])]
     assert len(parts) >= 2
-    assert all(utf16_bytes(p) <= MAX_MESSAGE_BYTES for p in parts)
+    assert all(utf16_length(p) <= MAX_MESSAGE_LENGTH for p in parts)
     assert "\n\n".join(parts) == long_reply
 
 
@@ -239,7 +240,7 @@ async def test_long_streamed_reply_finalizes_the_stream_and_continues(
     )
     messages = finished_messages(connector, conv)
     assert messages[0].stream and messages[0].stream["streamType"] == "final"
-    assert all(utf16_bytes(m.text) <= MAX_MESSAGE_BYTES for m in messages)
+    assert all(utf16_length(m.text) <= MAX_MESSAGE_LENGTH for m in messages)
     assert "".join("".join(m.text.split()) for m in messages) == "".join(long_reply.split())
     assert connector.rejected == []
 

@@ -16,8 +16,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from adapters.teams import replies
-from adapters.teams.replies import Outbound, TeamsStream
+from adapters import posting
+from adapters.teams import stream as teams_stream
+from adapters.teams.connector import Outbound
+from adapters.teams.stream import TeamsSink
+from adapters.text import utf16_length
 from tests.fakes.fake_connector import FakeConnector
 from tests.fixtures.teams.harness import RecordingHandler, load, teams_server
 
@@ -28,8 +31,8 @@ FULL = "".join(WORDS)
 @pytest.fixture(autouse=True)
 def fast(monkeypatch):
     monkeypatch.setattr(Outbound, "backoff", 0.01)
-    monkeypatch.setattr(TeamsStream, "interval", 0.05)
-    monkeypatch.setattr(TeamsStream, "open_wait", 0.05)
+    monkeypatch.setattr(TeamsSink, "interval", 0.05)
+    monkeypatch.setattr(TeamsSink, "open_wait", 0.05)
 
 
 @pytest.fixture
@@ -109,7 +112,7 @@ async def test_model_silent_past_open_wait_gets_an_informative_update_first(conn
 
 
 async def test_reply_finished_before_the_stream_opens_is_one_plain_message(connector, monkeypatch):
-    monkeypatch.setattr(TeamsStream, "open_wait", 1.0)
+    monkeypatch.setattr(TeamsSink, "open_wait", 1.0)
 
     async def whole_at_once(msg, reply):  # e.g. a model that does not stream
         stream = reply.stream()
@@ -122,7 +125,7 @@ async def test_reply_finished_before_the_stream_opens_is_one_plain_message(conne
 
 
 async def test_stream_updates_are_at_least_a_second_apart(connector, monkeypatch):
-    monkeypatch.setattr(TeamsStream, "interval", 1.0)  # Teams' real pace
+    monkeypatch.setattr(TeamsSink, "interval", 1.0)  # Teams' real pace
     words = [f"w{i} " for i in range(14)]
     await run(connector, streamer(words, pause=0.15))
     posts = stream_posts(connector)
@@ -199,7 +202,7 @@ async def test_stream_refused_outright_falls_back_to_one_message(connector):
 async def test_stream_is_finalized_before_teams_two_minute_cap_and_continues(
     connector, monkeypatch
 ):
-    monkeypatch.setattr(TeamsStream, "max_seconds", 0.4)
+    monkeypatch.setattr(TeamsSink, "max_seconds", 0.4)
     words = [f"part{i} " for i in range(12)]
     await run(connector, streamer(words, pause=0.06))
     posts = stream_posts(connector)
@@ -213,7 +216,7 @@ async def test_stream_is_finalized_before_teams_two_minute_cap_and_continues(
 
 
 async def test_cut_inside_a_code_block_keeps_both_halves_rendering_as_code(connector, monkeypatch):
-    monkeypatch.setattr(TeamsStream, "max_seconds", 0.3)
+    monkeypatch.setattr(TeamsSink, "max_seconds", 0.3)
     words = ["Example:\n\n```python\n"] + [f"print({i})\n" for i in range(10)] + ["```\n\nDone."]
     await run(connector, streamer(words, pause=0.05))
     final = next(p for p in stream_posts(connector) if p.stream["streamType"] == "final")
@@ -224,7 +227,7 @@ async def test_cut_inside_a_code_block_keeps_both_halves_rendering_as_code(conne
 
 
 async def test_reply_longer_than_one_message_streams_then_continues(connector, monkeypatch):
-    monkeypatch.setattr(replies, "MAX_MESSAGE_BYTES", 200)  # 100 UTF-16 code units
+    monkeypatch.setattr(teams_stream, "MAX_MESSAGE_LENGTH", 100)  # UTF-16 code units: 200 bytes
     words = [f"Paragraph {i} has a few words in it.\n\n" for i in range(8)]
     full = "".join(words)
     await run(connector, streamer(words, pause=0.03, final=full.rstrip()))
@@ -282,7 +285,7 @@ async def test_connector_outage_mid_stream_still_delivers_the_answer(connector):
 async def test_long_reply_finished_before_the_stream_opens_is_split_into_messages(
     connector, monkeypatch
 ):
-    monkeypatch.setattr(replies, "MAX_MESSAGE_BYTES", 300)
+    monkeypatch.setattr(teams_stream, "MAX_MESSAGE_LENGTH", 150)  # 300 bytes
     text = "Intro line.\n\n```sh\n" + "".join(f"echo {i}\n" for i in range(40)) + "```\n\nDone."
 
     async def model(msg, reply):
@@ -307,10 +310,10 @@ async def test_long_reply_finished_before_the_stream_opens_is_split_into_message
     limit=st.integers(min_value=4, max_value=400),
 )
 def test_fitting_prefix_is_a_fitting_start_and_the_remainder_completes_it(text, limit):
-    head = replies.fitting_prefix(text, limit)
+    head = posting.fitting_prefix(text, limit, utf16_length)
     assert text.startswith(head)
-    assert replies.utf16_bytes(head) <= limit
-    if text and replies.utf16_bytes(text) > limit:
-        assert head or replies.utf16_bytes(text[0]) > limit
-    rest = replies._remainder(text, head) if head else text
+    assert utf16_length(head) <= limit
+    if text and utf16_length(text) > limit:
+        assert head or utf16_length(text[0]) > limit
+    rest = posting.remainder(text, head) if head else text
     assert "".join((head + rest).split()) == "".join(text.split())

@@ -17,7 +17,8 @@ from microsoft_agents.activity import ConversationReference, StreamInfo
 from microsoft_agents.hosting.core import ClaimsIdentity
 
 from adapters.teams.auth import RequestAuthenticator, Unauthorized, auth_configuration
-from adapters.teams.replies import Destination, Outbound, ServiceUrlRefused
+from adapters.teams.connector import Outbound, ServiceUrlRefused
+from adapters.teams.reply import Destination
 from adapters.teams.trust import (
     is_loopback_host,
     is_loopback_url,

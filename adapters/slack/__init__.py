@@ -4,7 +4,6 @@ from adapters.slack.adapter import SlackAdapter
 from adapters.slack.reply import (
     SlackDeliveryError,
     SlackReplies,
-    SlackReplyStream,
     SlackReplyTarget,
     SlashReplyTarget,
 )
@@ -13,7 +12,6 @@ __all__ = [
     "SlackAdapter",
     "SlackDeliveryError",
     "SlackReplies",
-    "SlackReplyStream",
     "SlackReplyTarget",
     "SlashReplyTarget",
 ]

@@ -28,8 +28,9 @@ from adapters.teams.auth import (
     auth_configuration,
     connection_manager,
 )
+from adapters.teams.connector import ConnectorError, Outbound
 from adapters.teams.mapping import bot_ids, is_personal, to_incoming
-from adapters.teams.replies import ConnectorError, Destination, Outbound, TeamsReplyTarget
+from adapters.teams.reply import Destination, TeamsReplyTarget
 from bot.messages import Cache, MessageHandler
 from bot.metrics import Metrics
 

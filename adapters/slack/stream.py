@@ -1,0 +1,171 @@
+"""Slack's sink for the streaming core (`adapters.streaming`): one reply in one place.
+
+Live, a reply is streamed with Slack's streaming methods (`chat.startStream` →
+`chat.appendStream` … → `chat.stopStream`, through slack_sdk's `chat_stream` helper); the core
+hands over the full text of the message so far and the sink appends what is new. Any API error
+on start or append refuses streaming (remembered per channel, so later replies there go straight
+to the fallback). The fallback, and every message's final form, is `chat.postMessage` +
+`chat.update` (+ `chat.delete` for messages a shorter reply no longer needs), reconciled by the
+core. A "too long" answer lowers this reply's limit to the size older Slack limits accept.
+
+Every failed call is counted and logged here with its method and Slack's error code.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from slack_sdk.web.async_chat_stream import AsyncChatStream
+
+from adapters.posting import TooLong
+from adapters.slack.api import error_code
+from adapters.streaming import Refused
+
+if TYPE_CHECKING:
+    from adapters.slack.reply import SlackReplyTarget
+
+log = logging.getLogger("threadwise.slack")
+
+TOO_LONG = frozenset({"msg_too_long", "msg_blocks_too_long", "markdown_text_too_long"})
+
+
+class SlackDeliveryError(RuntimeError):
+    """Nothing of a reply could be posted to Slack."""
+
+
+@dataclass(slots=True)
+class SlackMessage:
+    """A message of the reply: its `ts`, and while it streams, the stream and what it took."""
+
+    ts: str | None
+    stream: AsyncChatStream | None = None
+    streamed: str = ""
+
+
+class SlackSink:
+    """Slack for `LiveStream` (native stream, post-and-edit) and for plain `deliver`."""
+
+    open_wait = None  # the assistant status shows progress until the first words
+    max_seconds = None  # a Slack stream has no time limit
+
+    def __init__(self, target: SlackReplyTarget) -> None:
+        self._target = target
+        self._replies = target.replies
+        self._client = target.replies.client
+        self.limit = target.replies.message_limit
+        self.interval = target.replies.stream_interval
+        self.edit_interval = target.replies.update_interval
+
+    @staticmethod
+    def length(text: str) -> int:
+        return len(text)
+
+    # -- native stream
+
+    async def open(self, text: str) -> SlackMessage:
+        t = self._target
+        stream = await self._client.chat_stream(
+            channel=t.channel,
+            thread_ts=t.thread_ts,
+            recipient_team_id=t.team_id,
+            recipient_user_id=t.user_id,
+            buffer_size=1,  # the core paces the calls
+        )
+        msg = SlackMessage(None, stream)
+        await self._append(msg, text)
+        msg.ts = str(stream.ts)
+        return msg
+
+    async def update(self, msg: SlackMessage, text: str) -> None:
+        if msg.stream is None:
+            raise Refused("the stream is closed")
+        await self._append(msg, text)
+
+    async def _append(self, msg: SlackMessage, text: str) -> None:
+        delta = text[len(msg.streamed) :]
+        if not delta:
+            return
+        assert msg.stream is not None
+        try:
+            await msg.stream.append(markdown_text=delta)
+        except Exception as e:
+            method = "chat.appendStream" if msg.stream.ts else "chat.startStream"
+            code = self._replies.failure(method, e)
+            await self._refuse(msg)
+            raise Refused(code) from e
+        msg.streamed = text
+
+    async def _refuse(self, msg: SlackMessage) -> None:
+        """Streaming refused: remember it for the channel and close what was started."""
+        self._replies.refuse("stream", self._target.channel)
+        stream, msg.stream = msg.stream, None
+        if stream is not None and stream.ts:
+            with contextlib.suppress(Exception):
+                await stream.stop()
+
+    async def close(self, msg: SlackMessage, text: str, *, partial: bool) -> None:
+        stream, msg.stream = msg.stream, None
+        extends = text.startswith(msg.streamed)
+        if stream is not None:
+            # The usual end: the text streamed plus perhaps a note ("cut off…") or the line
+            # closing a code block; it goes out with chat.stopStream, no edit needed.
+            extra = text[len(msg.streamed) :] if extends else ""
+            try:
+                await stream.stop(markdown_text=extra or None)
+            except Exception as e:
+                self._replies.failure("chat.stopStream", e)
+                raise
+            if extends:
+                msg.streamed = text
+                return
+        await self.edit(msg, text)
+
+    # -- post and edit
+
+    async def post(self, text: str) -> SlackMessage:
+        t = self._target
+        try:
+            resp = await self._client.chat_postMessage(
+                channel=t.channel,
+                thread_ts=t.thread_ts,
+                markdown_text=text,
+                unfurl_links=False,
+                unfurl_media=False,
+            )
+        except Exception as e:
+            self._too_long(self._replies.failure("chat.postMessage", e), e)
+            raise
+        return SlackMessage(str(resp["ts"]))
+
+    async def edit(self, msg: SlackMessage, text: str) -> None:
+        try:
+            await self._client.chat_update(
+                channel=self._target.channel, ts=msg.ts, markdown_text=text
+            )
+        except Exception as e:
+            self._too_long(self._replies.failure("chat.update", e), e)
+            raise
+
+    async def delete(self, msg: SlackMessage) -> None:
+        try:
+            await self._client.chat_delete(channel=self._target.channel, ts=msg.ts)
+        except Exception as e:
+            self._replies.failure("chat.delete", e)
+
+    def _too_long(self, code: str, e: Exception) -> None:
+        if code in TOO_LONG:
+            self.limit = min(self.limit, self._replies.fallback_limit)
+            raise TooLong(code) from e
+
+    # -- the end
+
+    async def end(self, error: Exception | None, *, shown: bool) -> None:
+        await self._target.done()
+        if error is None:
+            return
+        if not shown:
+            raise SlackDeliveryError(f"nothing could be posted: {error_code(error)}") from error
+        log.warning("reply posted only in part: %s", error_code(error))
