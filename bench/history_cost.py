@@ -18,7 +18,7 @@ import redis.asyncio as aioredis
 from bench.common import REDIS_URL, table, write
 from bot.store import RedisStore
 from bot.tokens import TokenCounter
-from bot.trimming import StoredMessage, fit_prompt
+from bot.trimming import StoredMessage, fit_prompt, history_budget
 
 TOKEN_LIMIT = 16384
 MAX_RESPONSE = 1024
@@ -40,7 +40,7 @@ async def our_turn(store: RedisStore, counter: TokenCounter, conv: str, i: int) 
     turn = await store.acquire(conv, f"b{i}")
     text = f"{USER_TEXT} ({i})"
     user = StoredMessage("user", text, await counter.amessage_tokens("user", text))
-    ceiling = TOKEN_LIMIT - MAX_RESPONSE - 3 - user.tokens
+    ceiling = history_budget(TOKEN_LIMIT, MAX_RESPONSE, 0, user.tokens)
     ctx = await store.load(conv, ceiling, ["slack:T:C", "slack:T", "global"])
     system = StoredMessage(
         "system", "You are helpful.", counter.message_tokens("system", "You are helpful.")

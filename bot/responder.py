@@ -21,8 +21,8 @@ from bot.messages import IncomingMessage, ReplyStream, ReplyTarget
 from bot.metrics import Metrics
 from bot.prompts import Prompts, channel_scope, scopes_for, workspace_scope
 from bot.store import NotSubscribed, Store, StoreUnavailable, Usage
-from bot.tokens import REPLY_PRIMING, TokenCounter
-from bot.trimming import StoredMessage, fit_newest, fit_prompt
+from bot.tokens import TokenCounter
+from bot.trimming import StoredMessage, fit_newest, fit_prompt, history_budget, prompt_budget
 
 log = logging.getLogger("threadwise.responder")
 
@@ -245,7 +245,8 @@ class Responder:
         name = None if message.is_dm else speaker_name(message.user_name)
         user_tokens = await self.counter.amessage_tokens("user", text, name)
         scopes = scopes_for(message)
-        ceiling = self.token_limit - self.max_response_tokens - REPLY_PRIMING - user_tokens
+        # The system prompt is not known before the load: read what could fit beside the message.
+        ceiling = history_budget(self.token_limit, self.max_response_tokens, 0, user_tokens)
         ctx = await self.store.load(conv, max(ceiling, 0), scopes)
         prompt = self.prompts.resolve(scopes, ctx.prompts)
         system_msg = StoredMessage(
@@ -256,7 +257,7 @@ class Responder:
             system_msg, ctx.history, user_msg, self.token_limit, self.max_response_tokens
         )
         if fitted is None:
-            room = self.token_limit - self.max_response_tokens - REPLY_PRIMING - system_msg.tokens
+            room = prompt_budget(self.token_limit, self.max_response_tokens) - system_msg.tokens
             await reply.send(
                 f"Your message is {user_tokens:,} tokens, but this bot can take at most "
                 f"{max(room, 0):,} tokens per message (TOKEN_LIMIT {self.token_limit:,}, less "

@@ -1,7 +1,8 @@
 """Every setting of SPEC.md §6 in one pydantic-settings class.
 
 Names are the environment names of the spec (case-insensitive); `load_settings` turns a
-validation failure into one line naming the setting, which is what start-up prints.
+validation failure into one line naming the setting, which is what start-up prints. A default
+never makes a valid configuration fail: unset, PROMPT_MAX_TOKENS follows the token limits.
 """
 
 from __future__ import annotations
@@ -17,6 +18,13 @@ from pydantic import (
     model_validator,
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from bot.trimming import (
+    PROMPT_MAX_TOKENS_CAP,
+    default_prompt_max_tokens,
+    largest_prompt,
+    prompt_budget,
+)
 
 
 class SettingsError(Exception):
@@ -59,7 +67,10 @@ class Settings(BaseSettings):
     system_prompt: str = Field(
         "You are a helpful assistant.", validation_alias=_alias("SYSTEM_PROMPT")
     )
-    prompt_max_tokens: int = Field(2000, gt=0, validation_alias=_alias("PROMPT_MAX_TOKENS"))
+    # The cap; unset, the limits may lower it (`_budget`).
+    prompt_max_tokens: int = Field(
+        PROMPT_MAX_TOKENS_CAP, gt=0, validation_alias=_alias("PROMPT_MAX_TOKENS")
+    )
     bot_admins: str = Field("", validation_alias=_alias("BOT_ADMINS"))
 
     # --- store (§3)
@@ -154,16 +165,31 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _budget(self) -> Settings:
-        if self.max_response_tokens >= self.token_limit:
+        """The limits must hold a system prompt and a message; PROMPT_MAX_TOKENS follows them.
+
+        Unset, PROMPT_MAX_TOKENS is 2000, or half of what the limits leave a system prompt
+        when that is less (`trimming.default_prompt_max_tokens`), so setting only TOKEN_LIMIT
+        and MAX_RESPONSE_TOKENS never fails on a default. Only a value set explicitly that
+        leaves no room for a user message is an error.
+        """
+        largest = largest_prompt(self.token_limit, self.max_response_tokens)
+        if largest < 1:
+            room = self.token_limit - self.max_response_tokens
             raise ValueError(
-                "MAX_RESPONSE_TOKENS: must be smaller than TOKEN_LIMIT "
-                f"({self.max_response_tokens} >= {self.token_limit})"
+                "MAX_RESPONSE_TOKENS: must leave room under TOKEN_LIMIT for a system prompt and "
+                f"a message (TOKEN_LIMIT {self.token_limit} - MAX_RESPONSE_TOKENS "
+                f"{self.max_response_tokens} = {room} tokens; at least {room - largest + 1})"
             )
-        if self.prompt_max_tokens + self.max_response_tokens >= self.token_limit:
+        if "prompt_max_tokens" not in self.model_fields_set:
+            self.prompt_max_tokens = default_prompt_max_tokens(
+                self.token_limit, self.max_response_tokens
+            )
+        elif self.prompt_max_tokens > largest:
             raise ValueError(
-                "PROMPT_MAX_TOKENS: PROMPT_MAX_TOKENS + MAX_RESPONSE_TOKENS must leave room "
-                f"under TOKEN_LIMIT ({self.prompt_max_tokens} + {self.max_response_tokens} "
-                f">= {self.token_limit})"
+                f"PROMPT_MAX_TOKENS: {self.prompt_max_tokens} leaves no room for a message under "
+                f"TOKEN_LIMIT {self.token_limit} with MAX_RESPONSE_TOKENS "
+                f"{self.max_response_tokens}: at most {largest} (unset, it is "
+                f"{default_prompt_max_tokens(self.token_limit, self.max_response_tokens)})"
             )
         return self
 
@@ -196,8 +222,8 @@ class Settings(BaseSettings):
 
     @property
     def history_budget(self) -> int:
-        """Most history tokens that could ever be sent: the limit less the reply and priming."""
-        return self.token_limit - self.max_response_tokens - 3
+        """Most history tokens that could ever be sent (the store keeps no more)."""
+        return prompt_budget(self.token_limit, self.max_response_tokens)
 
     @property
     def slack_enabled(self) -> bool:

@@ -17,11 +17,10 @@ import tiktoken
 TOKENIZER_DATA = Path(__file__).with_name("tokenizer_data")
 DEFAULT_ENCODING = "o200k_base"
 
-# Cookbook constants: every message costs 3 tokens of framing, a `name` one more, and the
-# reply is primed with 3 (`<|start|>assistant<|message|>`).
+# Cookbook constants: every message costs 3 tokens of framing, a `name` one more. (The 3 tokens
+# priming the reply belong to the whole prompt: `bot.trimming.REPLY_PRIMING`.)
 TOKENS_PER_MESSAGE = 3
 TOKENS_PER_NAME = 1
-REPLY_PRIMING = 3
 
 # Above this many characters, encoding runs in a worker thread (tiktoken releases the GIL), so a
 # pasted novel never stalls the event loop; below it the thread hop costs more than the work.

@@ -11,7 +11,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from bot.tokens import REPLY_PRIMING
+from bot.tokens import TOKENS_PER_MESSAGE
+
+# The reply is primed with `<|start|>assistant<|message|>`: 3 tokens of every prompt (cookbook).
+REPLY_PRIMING = 3
+# What a message costs beyond its text: its framing and its role ("system" and "user" are one
+# token in every encoding tiktoken ships). The smallest user message holds one token of text.
+SYSTEM_FRAMING = TOKENS_PER_MESSAGE + 1
+SMALLEST_MESSAGE = TOKENS_PER_MESSAGE + 1 + 1
+# PROMPT_MAX_TOKENS when TOKEN_LIMIT leaves room for it (`default_prompt_max_tokens`).
+PROMPT_MAX_TOKENS_CAP = 2000
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,11 +39,34 @@ class StoredMessage:
         return msg
 
 
+def prompt_budget(token_limit: int, max_response_tokens: int) -> int:
+    """Tokens the prompt's messages may take: SPEC §3's count(prompt) + MAX_RESPONSE_TOKENS <=
+    TOKEN_LIMIT, with the reply priming (part of the count) set aside.
+
+    The one budget formula: the responder, the store's trimming and the settings check use it.
+    """
+    return token_limit - max_response_tokens - REPLY_PRIMING
+
+
 def history_budget(
     token_limit: int, max_response_tokens: int, system_tokens: int, new_tokens: int
 ) -> int:
     """Tokens left for history once the system prompt, new message, priming and reply fit."""
-    return token_limit - max_response_tokens - REPLY_PRIMING - system_tokens - new_tokens
+    return prompt_budget(token_limit, max_response_tokens) - system_tokens - new_tokens
+
+
+def largest_prompt(token_limit: int, max_response_tokens: int) -> int:
+    """The most tokens a system prompt's text may have and still leave room for a message."""
+    return prompt_budget(token_limit, max_response_tokens) - SYSTEM_FRAMING - SMALLEST_MESSAGE
+
+
+def default_prompt_max_tokens(token_limit: int, max_response_tokens: int) -> int:
+    """PROMPT_MAX_TOKENS when unset: the cap, or half of `largest_prompt` (rounded up) when the
+    limits are too small for the cap, so a message as long as the longest prompt still fits.
+
+    At least 1 whenever the limits hold any prompt and message (`largest_prompt` >= 1).
+    """
+    return min(PROMPT_MAX_TOKENS_CAP, (largest_prompt(token_limit, max_response_tokens) + 1) // 2)
 
 
 def fit_newest(history: Sequence[StoredMessage], budget: int) -> list[StoredMessage]:
