@@ -28,7 +28,9 @@ class IncomingMessage:
     """A human message addressed to the bot, already stripped of the bot's mention.
 
     `user_id` is the platform's verified id of the sender (Slack `U…`, Teams AAD object id,
-    console OS user); it is the only identity the access check trusts.
+    console OS user); it is the only identity the access check trusts. `message_id` names the
+    post, not its delivery: every delivery of one post carries the same, and the store claims a
+    (conversation, message_id) once, so the post is answered once.
     """
 
     platform: Platform
@@ -51,11 +53,6 @@ class IncomingMessage:
     def principal(self) -> str:
         """`slack:U123`, `teams:<aad id>`, `console:<user>` — the form BOT_ADMINS uses."""
         return f"{self.platform}:{self.user_id}"
-
-    @property
-    def dedupe_key(self) -> str:
-        """Identifies the *post*, not the delivery: two events for one post share it."""
-        return f"{self.platform}:{self.workspace}:{self.channel}:{self.message_id}"
 
 
 class ReplyStream(Protocol):

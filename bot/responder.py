@@ -108,7 +108,7 @@ class Responder:
         self._pending: dict[str, int] = {}
         # Posts already told BUSY (bounded), so a post delivered twice (Slack's app_mention
         # and message) is not told twice.
-        self._told_busy: OrderedDict[str, None] = OrderedDict()
+        self._told_busy: OrderedDict[tuple[str, str], None] = OrderedDict()
 
     # -- MessageHandler
 
@@ -186,7 +186,7 @@ class Responder:
         if not addressed and not await self.store.is_subscribed(conv):
             log.info("queue full; message not addressed to the bot ignored")
             return
-        post = message.dedupe_key
+        post = (conv, message.message_id)  # the post, as the store's claim identifies it
         if post in self._told_busy:
             log.info("queue full; second delivery of a post already told busy")
             return

@@ -242,7 +242,7 @@ async def test_mention_delivered_as_app_mention_and_message_and_retried_shares_o
     await h.event(message("<@UBOT> once please", ts=ts), event_id="EvB")
     await h.event(app_mention("<@UBOT> once please", ts=ts), event_id="EvA", retry_num=1)
     msgs = await h.handler.wait_for(3)
-    assert len({m.dedupe_key for m in msgs}) == 1
+    assert len({(m.conversation_key, m.message_id) for m in msgs}) == 1
     assert len({m.conversation_key for m in msgs}) == 1
     assert {m.text for m in msgs} == {"once please"}
 

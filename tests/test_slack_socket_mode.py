@@ -80,7 +80,7 @@ async def test_retried_envelope_and_the_message_twin_carry_the_same_dedupe_key()
         for eid in (a, b, c):
             await sm.wait_ack(eid)
         msgs = await handler.wait_for(3)
-        assert len({m.dedupe_key for m in msgs}) == 1
+        assert len({(m.conversation_key, m.message_id) for m in msgs}) == 1
 
 
 async def test_ignored_events_are_acked_too():

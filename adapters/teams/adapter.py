@@ -243,15 +243,9 @@ class TeamsAdapter:
             self._welcoming.discard(conversation_id)
 
     async def _first_time(self, key: str) -> bool:
-        """Claim a once-per-conversation marker (SET NX where the cache offers it)."""
+        """Claim a once-per-conversation marker (SET NX: one replica wins)."""
         try:
-            add = getattr(self.cache, "cache_add", None)
-            if add is not None:
-                return bool(await add(key, "1", WELCOME_TTL_SECONDS))
-            if await self.cache.cache_get(key):
-                return False
-            await self.cache.cache_set(key, "1", WELCOME_TTL_SECONDS)
-            return True
+            return await self.cache.cache_add(key, "1", WELCOME_TTL_SECONDS)
         except Exception as exc:
             log.warning("welcome skipped, cache unavailable: %s", type(exc).__name__)
             return False

@@ -5,7 +5,9 @@ Framework keys, audience = app id, issuer allow-list). Around it we add what the
 host: every failure (missing or malformed header, garbage, `alg: none`, a token with no `kid`, a
 key-set fetch error) becomes a 401, never a 500; the issuer is checked *before* any key fetch so a
 stranger's token cannot make us call out; and the token's `serviceurl` claim must name the same
-host as the activity's `serviceUrl` (botbuilder enforced this; the SDK only logs a mismatch).
+host as the activity's `serviceUrl`. (The SDK checks that only inside its own HTTP adapter's
+`process_request`, which the adapter does not use, and there only with its host validator on:
+off, a mismatch is just logged.)
 
 A token without that claim is not from a channel: the issuer allow-list also admits the app
 tenant's Entra issuers, so any app registration or managed identity of the tenant can mint one
