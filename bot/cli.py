@@ -45,9 +45,8 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _service_loop():
-    """uvloop where it installs (not Windows): the same asyncio API with about 10% less CPU per
-    answered message in bench 2, which at 200 messages/s on one core is the difference between
-    acknowledging Slack in ~40 ms or ~150 ms at p99."""
+    """uvloop where it installs (not Windows): the same asyncio API for less CPU per answered
+    message, which near a core's capacity is what keeps Slack's acks fast (bench/README.md)."""
     try:
         import uvloop
     except ImportError:

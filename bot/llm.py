@@ -96,8 +96,7 @@ class LLMClient:
             max_retries=max_retries,
             timeout=timeout,
             # The SDK's aiohttp transport: httpx's connection pool scans every connection for
-            # each request, which with a thousand replies streaming at once was a fifth of the
-            # service's CPU.
+            # each request, a cost that grows with the replies streaming at once.
             http_client=openai.DefaultAioHttpClient(),
         )
         self._close_hook = close_hook
@@ -131,8 +130,8 @@ class LLMClient:
         first: float | None = None
         try:
             # The SDK's own request (auth, retries, errors, SSE decoding), but chunks stay the
-            # JSON dicts they arrive as: building a pydantic ChatCompletionChunk per token cost
-            # ~0.1 ms of CPU each, most of a turn's CPU for a few hundred tokens.
+            # JSON dicts they arrive as: a pydantic ChatCompletionChunk per token would be most
+            # of a turn's CPU.
             stream = await self.client.post(
                 "/chat/completions",
                 body={

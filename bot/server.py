@@ -32,7 +32,7 @@ async def _guard(request: web.Request, handler):
     except web.HTTPException as exc:
         # Answered with a fresh response, not re-raised: aiohttp keeps a raised exception in a
         # reference cycle (exception → traceback → frames → the request and its buffered body),
-        # so every refused oversized body stayed in memory until a full GC pass found it.
+        # so every refused oversized body would stay in memory until a full GC pass found it.
         return web.Response(
             status=exc.status, reason=exc.reason, text=exc.text, headers=exc.headers
         )
@@ -127,7 +127,8 @@ async def serve(service: Service, adapters: list[Adapter], *, grace: float = 60.
     app = build_app(service, adapters)
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
-    # A burst of new connections overflowed the default backlog (128) in bench 2.
+    # Senders open connections in bursts (Slack retries, a busy minute): a listen queue deeper
+    # than aiohttp's 128 keeps a burst from being refused (bench/README.md).
     site = web.TCPSite(runner, settings.host, settings.port, backlog=1024)
     await site.start()
     stop = asyncio.Event()
@@ -137,15 +138,14 @@ async def serve(service: Service, adapters: list[Adapter], *, grace: float = 60.
     for adapter in adapters:
         await adapter.start()
     # What start-up built (modules, clients, apps) lives as long as the process: freeze it out
-    # of the cyclic GC, so collections scan only what turns allocate. Without this a full
-    # collection under load walked every start-up object too (up to 250 ms pauses, ~15% CPU).
+    # of the cyclic GC, so collections scan only what turns allocate, not every start-up object
+    # too (full-collection pauses were the ack latency tail; bench/README.md).
     gc.collect()
     gc.freeze()
     # A turn's objects live as long as the model takes (a second or more), so under load the
-    # default thresholds (700, 10, 10) promoted nearly all of them and kept rescanning them:
-    # in bench 2, 3,000 young and 25 full collections (~140 ms each) took 15% of the CPU.
-    # Collecting the young generation every 20,000 allocations instead lets most of a turn die
-    # before it is ever scanned: GC time 7.1 → 2.2 s per run, capacity ~220 → ~290 answers/s.
+    # default thresholds (700, 10, 10) promote nearly all of them and keep rescanning them.
+    # Collecting the young generation every 20,000 allocations lets most of a turn die before
+    # it is ever scanned (bench/README.md has the numbers).
     gc.set_threshold(20_000, 20, 10)
     log.info("listening", extra={"host": settings.host, "port": settings.port})
     try:
