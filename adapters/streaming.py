@@ -214,6 +214,8 @@ class LiveStream:
         self._last = self._loop.time()
         if self.mode == "native":
             await self._show()
+            if self.mode == "edit":  # refused just now: edits are paced from the first post
+                self._last = self._loop.time()
         if self.mode == "edit":
             try:
                 await deliver(self.sink, self.msgs, self.text)
