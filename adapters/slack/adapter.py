@@ -1,20 +1,22 @@
-"""The Slack edge of Threadwise: a slack-bolt `AsyncApp` with a few small listeners.
+"""The Slack edge of Threadwise: a slack-bolt `AsyncApp`, its lifecycle, and how Slack reaches it.
 
-HTTP mode mounts `POST /slack/events` on the shared aiohttp server; Socket Mode (when an app
-token is set) connects out to Slack instead. Either way every event is acknowledged at once —
-bolt acks Events API requests before running a listener, and the listener only turns the event
-into an `IncomingMessage` and hands it to the core with `handler.submit()` — so a slow model
-never makes Slack retry.
+HTTP mode mounts `POST /slack/events` on the shared aiohttp server (ingress.py checks each
+request once before bolt sees it); Socket Mode (when an app token is set) connects out to Slack
+instead. Either way every event is acknowledged at once — bolt acks Events API requests before
+running a listener, and the listener only turns the event into an `IncomingMessage` and hands it
+to the core with `handler.submit()` — so a slow model never makes Slack retry.
 
 What the listeners do, per event (SPEC.md §2):
 
-- `app_mention`, `message`: `events.route()` drops bots, this bot, edits, deletions, joins and
-  other subtypes, and channel chatter that neither mentions the bot nor replies in a thread;
-  the rest becomes an `IncomingMessage` (display names from `users.info`, cached) answered
-  through a `SlackReplyTarget` in the right thread. The same post delivered twice (as
-  `app_mention` and `message`, or retried) yields the same `dedupe_key`; the core answers once.
+- `app_mention`, `message` (listeners.py): `events.route()` drops bots, this bot, edits,
+  deletions, joins and other subtypes, and channel chatter that neither mentions the bot nor
+  replies in a thread; the rest becomes an `IncomingMessage` (display names from `users.info`,
+  cached) answered through a `SlackReplyTarget` in the right thread. The same post delivered
+  twice (as `app_mention` and `message`, or retried) becomes two messages with one conversation
+  and one `message_id` (the post's `ts`): the core claims that pair once and answers once.
 - any other event: acknowledged and counted as ignored.
-- a slash command (`/threadwise ARGS`): acknowledged, then `!ARGS` answered ephemerally.
+- a slash command (`/threadwise ARGS`, slash.py): acknowledged, then `!ARGS` answered
+  ephemerally.
 
 Every message and command belongs to the app's installation (`installation_workspace()`), not
 to the workspace it was written in: in a Slack Connect channel that is another organisation's.
@@ -23,118 +25,28 @@ to the workspace it was written in: in a Slack Connect channel that is another o
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
-import json
 import logging
-import re
-import time
-import uuid
 from typing import Any
-from urllib.parse import parse_qsl
 
 import aiohttp
 from aiohttp import web
 from slack_bolt.adapter.aiohttp import to_aiohttp_response
 from slack_bolt.async_app import AsyncApp
-from slack_bolt.context.async_context import AsyncBoltContext
-from slack_bolt.request.async_internals import build_async_context
-from slack_bolt.request.async_request import AsyncBoltRequest
 
+from adapters.slack import listeners, slash
 from adapters.slack.api import DEFAULT_API_URL, error_code, log_failure, make_client
-from adapters.slack.events import mentioned_users, readable_text, route
-from adapters.slack.reply import SlackReplies, SlackReplyTarget, SlashReplyTarget
+from adapters.slack.ingress import Admitted, admit, bolt_request
+from adapters.slack.intake import Intake, provide
+from adapters.slack.reply import SlackReplies
 from adapters.slack.users import UserNames
-from bot.messages import Cache, IncomingMessage, MessageHandler, conversation_key
+from bot.messages import Cache, MessageHandler
 from bot.metrics import Metrics
 
 log = logging.getLogger("threadwise.slack")
 
 EVENTS_PATH = "/slack/events"
-SIGNATURE_MAX_AGE_SECONDS = 300
 SOCKET_CONNECT_TIMEOUT_SECONDS = 30.0
 CLOSE_GRACE_SECONDS = 5.0
-
-
-def signature_ok(
-    secret: str, raw: bytes, timestamp: str | None, signature: str | None, now: float
-) -> bool:
-    """Slack's v0 request signature over the raw bytes, with a 5-minute timestamp window.
-
-    Works on bytes (a body that is not UTF-8 is still checked, then refused as malformed).
-    """
-    if not timestamp or not signature:
-        return False
-    try:
-        ts = int(timestamp)
-    except ValueError:
-        return False
-    if abs(now - ts) > SIGNATURE_MAX_AGE_SECONDS:
-        return False
-    base = b"v0:" + timestamp.encode("ascii", "replace") + b":" + raw
-    expected = "v0=" + hmac.new(secret.encode("utf-8"), base, hashlib.sha256).hexdigest()
-    return hmac.compare_digest(expected.encode(), signature.encode("utf-8", "replace"))
-
-
-def parse_body(text: str, content_type: str | None) -> dict[str, Any]:
-    """The request body as bolt will see it: JSON (events) or a form (slash commands).
-
-    Raises ValueError when it is neither.
-    """
-    if (content_type or "").split(";")[0].strip() == "application/json" or text.lstrip().startswith(
-        "{"
-    ):
-        body = json.loads(text)
-    else:
-        form = dict(parse_qsl(text, keep_blank_values=True))
-        body = json.loads(form["payload"]) if "payload" in form else form
-    if not isinstance(body, dict):
-        raise ValueError("body is not an object")
-    return body
-
-
-def installation_workspace(context: AsyncBoltContext) -> str:
-    """The workspace a message or command belongs to (prompts, memory, usage): the installation.
-
-    In a Slack Connect channel an event's `team_id`, and a slash command's, is the workspace the
-    message came from — another organisation's, or another workspace of a Grid org. bolt's
-    authorize result is the installation the request was delivered to (auth.test of the bot
-    token; for events the same as `authorizations[0]`), whoever wrote the message, so events,
-    slash commands and their replies all resolve one workspace (only a streamed reply's
-    `recipient_team_id` is the recipient's own team, as Slack asks). An org-wide Enterprise Grid
-    install has no team of its own (`authorizations[0].team_id` is null and one token serves
-    every workspace of the org): its workspace is the org's enterprise id (`E…`), so a
-    `--workspace` prompt covers the whole org. In an ordinary workspace this is the event's
-    `team_id`, as it always was, so stored conversations keep their keys.
-    """
-    auth = context.authorize_result
-    org = _slack_id(context.enterprise_id) or _slack_id(auth.enterprise_id if auth else None)
-    if context.is_enterprise_install and org:
-        return org
-    installed = _slack_id(auth.team_id if auth else None)
-    return installed or _slack_id(context.team_id) or org or ""
-
-
-def _slack_id(value: object) -> str | None:
-    return value if isinstance(value, str) and value else None
-
-
-def malformed(body: dict[str, Any]) -> str | None:
-    """Why a (signed) body is not something Slack sends, or None when it looks right."""
-    kind = body.get("type")
-    if body.get("ssl_check"):
-        return None
-    if "command" in body:
-        return None if isinstance(body.get("command"), str) else "command is not a string"
-    if not isinstance(kind, str) or not kind:
-        return "no type"
-    if kind == "event_callback":
-        event = body.get("event")
-        if not isinstance(event, dict) or not isinstance(event.get("type"), str):
-            return "event_callback without an event"
-    if kind == "url_verification" and not isinstance(body.get("challenge"), str):
-        return "url_verification without a challenge"
-    return None
 
 
 class SlackAdapter:
@@ -170,28 +82,29 @@ class SlackAdapter:
         self.replies = SlackReplies(self.client, metrics)
         self.names = UserNames(self.client, cache)
         self._socket: Any = None  # AsyncSocketModeHandler, made in start() (it needs a loop)
-        self._pending: set[asyncio.Task[Any]] = set()
-        # Per conversation: the newest event not yet handed to the core (arrival order).
-        self._arrivals: dict[str, asyncio.Future[None]] = {}
-        self._closing = False
         self._auth: Any = None  # auth.test's answer, once Slack has given it
+        self.intake = Intake(
+            handler=handler,
+            replies=self.replies,
+            names=self.names,
+            metrics=metrics,
+            thread_followups=thread_followups,
+        )
 
         self.app = AsyncApp(
             name="threadwise",
             client=self.client,
-            signing_secret=self._signing_secret,
-            # Verified here first (401 before any parsing), and by bolt again in HTTP mode.
-            request_verification_enabled=not self.socket_mode,
+            # bolt never sees the secret: handle_http has checked the signature (ingress.py)
+            # before bolt gets the request, and Socket Mode requests carry none.
+            signing_secret="",
+            request_verification_enabled=False,
             # route() drops this bot's own messages itself, so they are counted as ignored.
             ignoring_self_events_enabled=False,
             process_before_response=False,  # ack first, then run the listener
         )
-        # Listener order matters: bolt runs the first listener that matches.
-        self.app.event("app_mention")(self._on_message_event)
-        self.app.event("message")(self._on_message_event)
-        self.app.event(re.compile(r".*"))(self._on_other_event)
-        # Every slash command this app receives is its own (/threadwise, or a renamed copy).
-        self.app.command(re.compile(r".*"))(self._on_command)
+        provide(self.app, self.intake)
+        listeners.register(self.app)
+        slash.register(self.app)
 
     # -- Adapter -----------------------------------------------------------------------------
 
@@ -234,30 +147,32 @@ class SlackAdapter:
             if code in ("invalid_auth", "not_authed", "account_inactive", "token_revoked"):
                 raise RuntimeError(f"SLACK_BOT_TOKEN: Slack refused it ({code})") from e
         if self.socket_mode:
-            from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
+            await self._connect_socket()
 
-            self._socket = AsyncSocketModeHandler(
-                self.app, self._app_token, logger=logging.getLogger("threadwise.slack.socket")
+    async def _connect_socket(self) -> None:
+        from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
+
+        self._socket = AsyncSocketModeHandler(
+            self.app, self._app_token, logger=logging.getLogger("threadwise.slack.socket")
+        )
+        try:
+            # The client's own reconnect step: it opens a connection URL first (raising when
+            # Slack refuses the app token), then connects. `connect_async()` would retry a
+            # refused token forever; this way a wrong token fails start-up at once.
+            await asyncio.wait_for(
+                self._socket.client.connect_to_new_endpoint(force=True),
+                timeout=SOCKET_CONNECT_TIMEOUT_SECONDS,
             )
-            try:
-                # Open the first connection URL here, so a wrong app token fails start-up at
-                # once (the client itself would retry forever), then let the client connect.
-                opened = await self.client.apps_connections_open(app_token=self._app_token)
-                self._socket.client.wss_uri = opened["url"]
-                await asyncio.wait_for(
-                    self._socket.connect_async(), timeout=SOCKET_CONNECT_TIMEOUT_SECONDS
-                )
-            except Exception as e:
-                await self._socket.close_async()
-                self._socket = None
-                raise RuntimeError(
-                    f"SLACK_APP_TOKEN: could not open a Socket Mode connection ({error_code(e)})"
-                ) from e
-            log.info("slack socket mode connected")
+        except Exception as e:
+            await self._socket.close_async()
+            self._socket = None
+            raise RuntimeError(
+                f"SLACK_APP_TOKEN: could not open a Socket Mode connection ({error_code(e)})"
+            ) from e
+        log.info("slack socket mode connected")
 
     async def stop(self) -> None:
         """Stop intake (Socket Mode too); replies in flight keep the Web API client."""
-        self._closing = True
         if self._socket is not None:
             try:
                 await self._socket.close_async()
@@ -265,8 +180,8 @@ class SlackAdapter:
                 log.warning("socket mode close failed: %s", type(e).__name__)
             self._socket = None
         # Events acknowledged but not yet handed to the core (a name lookup in progress).
-        if self._pending:
-            await asyncio.wait(set(self._pending), timeout=CLOSE_GRACE_SECONDS)
+        if self.intake.pending:
+            await asyncio.wait(set(self.intake.pending), timeout=CLOSE_GRACE_SECONDS)
 
     async def close(self) -> None:
         await self.stop()
@@ -281,56 +196,16 @@ class SlackAdapter:
 
     async def handle_http(self, request: web.Request) -> web.StreamResponse:
         """`POST /slack/events`: 401 unsigned/stale, 400 malformed, else bolt's (fast) answer."""
-        raw = await request.read()
-        if not signature_ok(
-            self._signing_secret,
-            raw,
-            request.headers.get("X-Slack-Request-Timestamp"),
-            request.headers.get("X-Slack-Signature"),
-            time.time(),
-        ):
-            log.warning("slack request refused: bad signature or stale timestamp")
-            return web.json_response({"error": "invalid signature"}, status=401)
-        try:
-            text = raw.decode("utf-8")
-            body = parse_body(text, request.headers.get("Content-Type"))
-        except (UnicodeDecodeError, ValueError, KeyError, RecursionError) as e:
-            # RecursionError: JSON nested deeper than the parser goes (a few KB of "[[[[").
-            log.warning("slack request refused: malformed body (%s)", type(e).__name__)
-            return web.json_response({"error": "malformed body"}, status=400)
-        problem = malformed(body)
-        if problem:
-            log.warning("slack request refused: %s", problem)
-            return web.json_response({"error": "malformed body"}, status=400)
-        if body.get("type") == "app_rate_limited":
-            log.warning("slack is rate-limiting event deliveries to this app")
-            return web.Response(status=200)
-        if not (
-            "command" in body
-            or body.get("ssl_check")
-            or body.get("type") in ("event_callback", "url_verification")
-        ):
-            # Interactivity and the like: the manifest enables none, nothing here answers it.
-            log.debug("slack request of type %s acknowledged unhandled", body.get("type"))
-            return web.Response(status=200)
-        if body.get("type") not in ("url_verification", "ssl_check") and not await self._ready():
+        admitted = await admit(request, self._signing_secret)
+        if not isinstance(admitted, Admitted):
+            return admitted
+        if admitted.needs_identity and not await self._ready():
             # Without the bot's identity an event cannot be handled; ask Slack to retry later
             # rather than acknowledging it and dropping it.
             return web.json_response({"error": "temporarily unavailable"}, status=503)
-
-        try:
-            bolt_req = AsyncBoltRequest(
-                body=text, query=request.query_string, headers=dict(request.headers)
-            )
-            if bolt_req.body != body:
-                # bolt's parser takes any form body containing "payload" for an interactivity
-                # payload; give it the body as Slack meant it.
-                bolt_req.body = body
-                bolt_req.context = build_async_context(AsyncBoltContext({}), body)
-        except (TypeError, AttributeError, KeyError, ValueError) as e:
-            # bolt's context extraction assumes Slack's shapes (e.g. `user` an object or id)
-            log.warning("slack request refused: malformed body (%s)", type(e).__name__)
-            return web.json_response({"error": "malformed body"}, status=400)
+        bolt_req = bolt_request(admitted, request)
+        if isinstance(bolt_req, web.Response):
+            return bolt_req
         try:
             resp = await self.app.async_dispatch(bolt_req)
         except Exception:
@@ -352,130 +227,3 @@ class SlackAdapter:
                 log_failure("auth.test", e, level=logging.ERROR)
                 return False
         return True
-
-    # -- listeners ---------------------------------------------------------------------------
-
-    def _track(self) -> None:
-        task = asyncio.current_task()
-        if task is not None:
-            self._pending.add(task)
-            task.add_done_callback(self._pending.discard)
-
-    async def _on_message_event(
-        self, body: dict[str, Any], event: dict[str, Any], context: AsyncBoltContext, request
-    ) -> None:
-        self._track()
-        try:
-            await self._handle_message_event(body, event, context, request)
-        except Exception:
-            self.metrics.errors.labels("slack_event").inc()
-            log.exception("slack event handling failed")
-
-    async def _handle_message_event(
-        self, body: dict[str, Any], event: dict[str, Any], context: AsyncBoltContext, request
-    ) -> None:
-        bot_user_id = context.bot_user_id
-        decision = route(
-            event,
-            bot_user_id=bot_user_id,
-            bot_id=context.bot_id,
-            thread_followups=self.thread_followups,
-        )
-        self.metrics.events.labels("slack", decision.kind).inc()
-        if not decision.answer:
-            log.debug("slack event ignored: %s", decision.reason)
-            return
-        retry = (request.headers.get("x-slack-retry-num") or [None])[0] if request else None
-        if retry:
-            log.info("slack redelivered an event", extra={"retry_num": retry})
-        team = installation_workspace(context)
-        user = event["user"]
-        raw_text = event.get("text") or ""
-        # Messages of one conversation go to the core in the order they arrived, although the
-        # name lookups below take longer for some people (a cache miss) than for others.
-        key = conversation_key("slack", team, event["channel"], decision.thread)
-        before = self._arrivals.get(key)
-        mine: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._arrivals[key] = mine
-        try:
-            names = await self.names.names(
-                team, [user, *mentioned_users(raw_text, exclude=bot_user_id)]
-            )
-            if before is not None:
-                await before
-            self._submit_message(body, event, decision, team, user, raw_text, names, bot_user_id)
-        finally:
-            mine.set_result(None)
-            if self._arrivals.get(key) is mine:
-                del self._arrivals[key]
-
-    def _submit_message(
-        self, body, event, decision, team: str, user: str, raw_text: str, names, bot_user_id
-    ) -> None:
-        message = IncomingMessage(
-            platform="slack",
-            workspace=team,
-            channel=event["channel"],
-            thread=decision.thread,
-            user_id=user,
-            user_name=names.get(user, user),
-            text=readable_text(raw_text, bot_user_id=bot_user_id, names=names),
-            message_id=event["ts"],
-            is_dm=decision.is_dm,
-            mentions_bot=decision.mentions_bot,
-            event_id=body.get("event_id"),
-        )
-        reply = SlackReplyTarget(
-            self.replies,
-            channel=event["channel"],
-            thread_ts=decision.thread,
-            message_ts=event["ts"],
-            # Streaming wants the team the *recipient* belongs to: another org's in Slack Connect.
-            team_id=str(event.get("user_team") or event.get("team") or team) or None,
-            user_id=user,
-        )
-        self.handler.submit(message, reply)
-
-    async def _on_other_event(self, event: dict[str, Any]) -> None:
-        self.metrics.events.labels("slack", "ignored").inc()
-        log.debug("slack event ignored: %s", event.get("type"))
-
-    async def _on_command(self, ack, command: dict[str, Any], respond, context) -> None:
-        await ack()  # an empty ack shows nothing; the answer follows through response_url
-        self._track()
-        try:
-            await self._handle_command(command, respond, context)
-        except Exception:
-            self.metrics.errors.labels("slack_event").inc()
-            log.exception("slack command handling failed")
-
-    async def _handle_command(self, command: dict[str, Any], respond, context) -> None:
-        self.metrics.events.labels("slack", "slash_command").inc()
-        user = command.get("user_id")
-        channel = command.get("channel_id")
-        if not user or not channel:
-            log.warning("slack command without user or channel ignored")
-            return
-        team = installation_workspace(context)  # the payload's team_id is the caller's workspace
-        bot_user_id = context.bot_user_id
-        raw_args = command.get("text") or ""
-        names = await self.names.names(
-            team, [user, *mentioned_users(raw_args, exclude=bot_user_id)]
-        )
-        args = readable_text(raw_args, bot_user_id=bot_user_id, names=names)
-        if args.startswith("!"):
-            args = args[1:].lstrip()
-        message = IncomingMessage(
-            platform="slack",
-            workspace=team,
-            channel=channel,
-            thread=None,
-            user_id=user,
-            user_name=names.get(user, user),
-            text="!" + (args or "help"),
-            message_id=command.get("trigger_id") or f"slash-{uuid.uuid4().hex}",
-            is_dm=channel.startswith("D") or command.get("channel_name") == "directmessage",
-            mentions_bot=True,
-            event_id=None,
-        )
-        self.handler.submit(message, SlashReplyTarget(respond, self.replies))
