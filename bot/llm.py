@@ -2,8 +2,8 @@
 
 Retries are the SDK's own: it retries 408/409/429/5xx and timeouts with exponential backoff
 and honours `retry-after-ms` / `Retry-After` (openai `_base_client._calculate_retry_timeout`),
-which is exactly SPEC §4; we only set `max_retries` and `timeout`. What we add is the mapping
-of outcomes (finish_reason, Azure's content filter, context length) onto what the user sees.
+which is docs/spec.md §4 exactly; we set only `max_retries` and `timeout`. What we add is the
+mapping of outcomes (finish_reason, Azure's content filter, context length) onto what the user sees.
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ def _error_code(exc: openai.APIStatusError) -> str | None:
 
 
 def classify(exc: BaseException) -> ModelError:
-    """Turn an `openai` exception into the kinds SPEC §4 distinguishes."""
+    """Turn an `openai` exception into the kinds docs/spec.md §4 distinguishes."""
     if isinstance(exc, ModelError):
         return exc
     if isinstance(exc, openai.APITimeoutError):

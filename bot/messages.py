@@ -16,7 +16,7 @@ Platform = Literal["slack", "teams", "console"]
 
 
 def conversation_key(platform: str, workspace: str, channel: str, thread: str | None) -> str:
-    """One thread of memory, per SPEC.md §2: platform + workspace + channel (+ thread)."""
+    """One thread of memory, per docs/spec.md §2: platform + workspace + channel (+ thread)."""
     parts = [platform, workspace, channel]
     if thread:
         parts.append(thread)

@@ -1,4 +1,4 @@
-"""Scoped system prompts (SPEC.md §5): channel, then workspace/tenant, then global, then default.
+"""Scoped system prompts (docs/spec.md §5): channel, workspace/tenant, global, then the default.
 
 Prompts are read from the store on every turn (in the same round trip as the history), so a
 change reaches every replica on its very next message with no cache to invalidate.

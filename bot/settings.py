@@ -1,4 +1,4 @@
-"""Every setting of SPEC.md §6 in one pydantic-settings class.
+"""Every setting of docs/spec.md §6 in one pydantic-settings class.
 
 Names are the environment names of the spec (case-insensitive); `load_settings` turns a
 validation failure into one line naming the setting, which is what start-up prints. A default
@@ -152,7 +152,7 @@ class Settings(BaseSettings):
     @classmethod
     def _admins(cls, value: str) -> str:
         for entry in filter(None, (e.strip() for e in value.split(","))):
-            # platform:user or platform:workspace:user (ids hold no colon; bot/commands.py)
+            # platform:user or platform:workspace:user (ids hold no colon; bot/commands/access.py)
             platform, *ids = entry.split(":")
             if platform not in ("slack", "teams", "console") or not 1 <= len(ids) <= 2:
                 ids = []

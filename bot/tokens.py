@@ -33,7 +33,8 @@ def _use_packaged_cache() -> None:
 
 
 def encoding_name_for(model: str | None, deployment: str | None) -> str:
-    """SPEC §3: the model's encoding, else the deployment's if tiktoken knows it, else o200k."""
+    """docs/spec.md §3: the model's encoding, else the deployment's if tiktoken knows it, else
+    o200k."""
     for name in (model, deployment):
         if not name:
             continue

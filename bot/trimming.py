@@ -1,4 +1,4 @@
-"""Fitting a conversation into the token limit (SPEC.md §3).
+"""Fitting a conversation into the token limit (docs/spec.md §3).
 
 Every stored message carries its own token count, so fitting is arithmetic on integers: the
 prompt is built newest-first until the next older message would break the limit. The Redis
@@ -40,8 +40,9 @@ class StoredMessage:
 
 
 def prompt_budget(token_limit: int, max_response_tokens: int) -> int:
-    """Tokens the prompt's messages may take: SPEC §3's count(prompt) + MAX_RESPONSE_TOKENS <=
-    TOKEN_LIMIT, with the reply priming (part of the count) set aside.
+    """Tokens the prompt's messages may take: docs/spec.md §3's
+    count(prompt) + MAX_RESPONSE_TOKENS <= TOKEN_LIMIT, with the reply priming (part of the count)
+    set aside.
 
     The one budget formula: the responder, the store's trimming and the settings check use it.
     """
@@ -95,7 +96,7 @@ def fit_prompt(
     token_limit: int,
     max_response_tokens: int,
 ) -> list[StoredMessage] | None:
-    """The prompt SPEC §3 describes, or None when the new message cannot fit even alone."""
+    """The prompt docs/spec.md §3 describes, or None when the new message cannot fit even alone."""
     budget = history_budget(token_limit, max_response_tokens, system.tokens, new.tokens)
     if budget < 0:
         return None

@@ -1,4 +1,4 @@
-"""Workspace-scoped admins (issue 12 §5, SPEC.md §9): `slack:<team>:<user>`, `teams:<tenant>:<aad>`.
+"""Workspace-scoped admins (docs/spec.md §5): `slack:<team>:<user>`, `teams:<tenant>:<aad>`.
 
 A scoped admin changes channel and workspace prompts of that workspace only; `--global` and
 other workspaces need an unscoped entry. Proved through the responder, as adapters drive it,

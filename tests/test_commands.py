@@ -1,4 +1,4 @@
-"""Admin commands (SPEC.md §5, issue 3), proved through the responder as adapters drive it.
+"""Admin commands (docs/spec.md §5, issue 3), proved through the responder as adapters drive it.
 
 Every test builds the real service (`build_service`) against the fake model and runs against
 both stores — the shared Redis and the in-process store — unless it is about sharing Redis.

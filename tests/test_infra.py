@@ -41,46 +41,8 @@ BICEP_FILES = sorted(AZURE_DIR.rglob("*.bicep"))
 SERVICE = "threadwise"
 PORT = 3978
 
-# SPEC.md is kept beside the repository (../shared/SPEC.md); CI lays a copy there too.
-SPEC_CANDIDATES = (ROOT.parent / "shared" / "SPEC.md", ROOT / "SPEC.md", ROOT / "docs" / "SPEC.md")
+SPEC = ROOT / "docs" / "spec.md"  # the contract, kept in the repository
 
-# SPEC.md section 6 as written when this file was; used when no SPEC.md is reachable, and
-# compared with it when one is (so a renamed setting fails here until both agree).
-FALLBACK_SETTINGS = frozenset(
-    {
-        "AZURE_OPENAI_ENDPOINT",
-        "OPENAI_BASE_URL",
-        "AZURE_OPENAI_API_KEY",
-        "OPENAI_API_KEY",
-        "AZURE_OPENAI_DEPLOYMENT",
-        "AZURE_OPENAI_MODEL",
-        "TOKEN_LIMIT",
-        "MAX_RESPONSE_TOKENS",
-        "TEMPERATURE",
-        "LLM_MAX_RETRIES",
-        "LLM_TIMEOUT_SECONDS",
-        "SYSTEM_PROMPT",
-        "PROMPT_MAX_TOKENS",
-        "BOT_ADMINS",
-        "REDIS_URL",
-        "REDIS_KEY_PREFIX",
-        "HISTORY_TTL_SECONDS",
-        "SLACK_BOT_TOKEN",
-        "SLACK_SIGNING_SECRET",
-        "SLACK_APP_TOKEN",
-        "SLACK_API_URL",
-        "SLACK_THREAD_FOLLOWUPS",
-        "MICROSOFT_APP_ID",
-        "MICROSOFT_APP_PASSWORD",
-        "MICROSOFT_APP_TENANT_ID",
-        "MICROSOFT_APP_TYPE",
-        "TEAMS_ALLOW_ANONYMOUS",
-        "HOST",
-        "PORT",
-        "LOG_LEVEL",
-        "LOG_FORMAT",
-    }
-)
 # azure-identity's own variable, named by SPEC.md section 4 (not the section 6 table): it picks
 # the user-assigned managed identity DefaultAzureCredential signs in as.
 IDENTITY_SETTINGS = frozenset({"AZURE_CLIENT_ID"})
@@ -126,14 +88,10 @@ ROLE_IDS = {
 # ------------------------------------------------------------------------------------------
 
 
-def _spec_path() -> Path | None:
-    return next((p for p in SPEC_CANDIDATES if p.is_file()), None)
-
-
 def parse_settings_table(text: str) -> frozenset[str]:
-    """Every `NAME` in the first column of SPEC.md's section 6 table."""
+    """Every `NAME` in the first column of the spec's section 6 table."""
     section = re.search(r"^## 6\.[^\n]*\n(.*?)(?=^## )", text, re.M | re.S)
-    assert section, "SPEC.md has no '## 6.' section"
+    assert section, "docs/spec.md has no '## 6.' section"
     names: set[str] = set()
     for line in section.group(1).splitlines():
         if line.startswith("|") and not line.startswith("|---"):
@@ -143,22 +101,26 @@ def parse_settings_table(text: str) -> frozenset[str]:
 
 @cache
 def spec_settings() -> frozenset[str]:
-    path = _spec_path()
-    return parse_settings_table(path.read_text()) if path else FALLBACK_SETTINGS
+    return parse_settings_table(SPEC.read_text())
 
 
 def allowed_settings() -> frozenset[str]:
     return spec_settings() | IDENTITY_SETTINGS
 
 
-def test_spec_settings_table_parses_and_matches_the_fallback():
-    path = _spec_path()
-    if path is None:
-        pytest.skip("SPEC.md not reachable; the fallback list is used")
-    text = path.read_text()
-    assert parse_settings_table(text) == FALLBACK_SETTINGS
+def test_spec_settings_table_names_exactly_the_settings_class():
+    from pydantic import AliasChoices
+
+    from bot.settings import Settings
+
+    names: set[str] = set()
+    for info in Settings.model_fields.values():
+        alias = info.validation_alias
+        if isinstance(alias, AliasChoices):
+            names.update(str(c) for c in alias.choices)
+    assert spec_settings() == frozenset(names) - IDENTITY_SETTINGS
     for name in IDENTITY_SETTINGS:
-        assert f"`{name}`" in text, f"SPEC.md no longer names {name}"
+        assert f"`{name}`" in SPEC.read_text(), f"docs/spec.md no longer names {name}"
 
 
 # ------------------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""Teams activities become the right `IncomingMessage` (SPEC.md §2), from real payload shapes."""
+"""Teams activities become the right `IncomingMessage` (docs/spec.md §2), from real payloads."""
 
 from __future__ import annotations
 

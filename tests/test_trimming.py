@@ -1,4 +1,4 @@
-"""SPEC §3 trimming rules as properties over random histories."""
+"""docs/spec.md §3 trimming rules as properties over random histories."""
 
 import tiktoken
 from hypothesis import HealthCheck, given, settings

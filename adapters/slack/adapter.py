@@ -6,7 +6,7 @@ instead. Either way every event is acknowledged at once — bolt acks Events API
 running a listener, and the listener only turns the event into an `IncomingMessage` and hands it
 to the core with `handler.submit()` — so a slow model never makes Slack retry.
 
-What the listeners do, per event (SPEC.md §2):
+What the listeners do, per event (docs/spec.md §2):
 
 - `app_mention`, `message` (listeners.py): `events.route()` drops bots, this bot, edits,
   deletions, joins and other subtypes, and channel chatter that neither mentions the bot nor

@@ -1,7 +1,7 @@
 """Slack events → what Threadwise does with them: pure functions, no I/O.
 
 `route()` decides, from the event alone, whether a message is for the bot and where the answer
-goes (SPEC.md §2); `readable_text()` turns Slack's wire text (`<@U…>`, `<#C…|name>`, `&lt;`)
+goes (docs/spec.md §2); `readable_text()` turns Slack's wire text (`<@U…>`, `<#C…|name>`, `&lt;`)
 into what the person saw, minus the bot's own mention.
 """
 
@@ -68,7 +68,7 @@ def route(
     bot_id: str | None,
     thread_followups: bool,
 ) -> Route:
-    """Decide what to do with an `app_mention` or `message` event (SPEC.md §2).
+    """Decide what to do with an `app_mention` or `message` event (docs/spec.md §2).
 
     Ignored, in this order: anything from a bot (`bot_id`, `bot_message`) or from this bot's
     own user; hidden events; subtypes that are not a person writing (see

@@ -1,4 +1,4 @@
-"""Teams activities → Threadwise's common message (SPEC.md §2).
+"""Teams activities → Threadwise's common message (docs/spec.md §2).
 
 | conversationType | channel (= conversation key part)            | answered when          |
 |------------------|----------------------------------------------|------------------------|

@@ -1,4 +1,4 @@
-"""`!` commands (SPEC.md §5), errbot-style: plain functions in one table, one access check.
+"""`!` commands (docs/spec.md §5), errbot-style: plain functions in one table, one access check.
 
 `table.TABLE` holds one row per subcommand (`help`, `reset`, `prompt show`, `prompt set`,
 `prompt reset`, `prompt history`, `usage`), each naming its handler, who may run it (`Access`)

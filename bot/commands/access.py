@@ -82,7 +82,7 @@ def may_run(
             if target != here and not target.startswith(here + ":"):
                 return False  # chat only ever names scopes of its own conversation
         if message.platform == "console":
-            return True  # the terminal's user runs the service (SPEC §7)
+            return True  # the terminal's user runs the service (docs/spec.md §7)
         who = message.principal.casefold()
         if who in admins.everywhere:
             return True

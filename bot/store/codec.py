@@ -27,7 +27,7 @@ def decode_message(raw: str | bytes) -> StoredMessage:
 
 @dataclass(frozen=True, slots=True)
 class Usage:
-    """One reply's usage, attributed to its workspace, channel and user (SPEC §4)."""
+    """One reply's usage, attributed to its workspace, channel and user (docs/spec.md §4)."""
 
     workspace: str  # "slack:T1"
     channel: str  # "slack:T1:C1"

@@ -112,7 +112,7 @@ param botSku string = 'F0'
 @description('Bot display name in the Azure Bot resource.')
 param botDisplayName string = 'Threadwise'
 
-// Application settings (SPEC.md section 6)
+// Application settings (docs/spec.md section 6)
 @secure()
 @description('SLACK_BOT_TOKEN (xoxb-...), stored in Key Vault. Empty: Slack disabled.')
 param slackBotToken string = ''

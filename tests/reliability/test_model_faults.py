@@ -5,7 +5,7 @@ message and checks what a person sees and what the bot kept:
 
 - exactly one new bot message in the thread, and a sensible one (the answer after a retry, a
   short apology, the content-filter explanation, the partial reply with a note);
-- no half-stored turn: the history holds the failed exchange only when SPEC §4 keeps it
+- no half-stored turn: the history holds the failed exchange only when docs/spec.md §4 keeps it
   (a retried success, a `length` cut-off, a context-length retry);
 - the next message is answered normally, with the history as it should be.
 

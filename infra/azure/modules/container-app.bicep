@@ -1,6 +1,6 @@
 // The threadwise container app: external HTTPS ingress to port 3978, probes on /healthz
 // (alive) and /readyz (Redis answers, settings valid), at least one replica, an HTTP
-// concurrency scale rule, and every setting under its SPEC.md section 6 name. Secrets come from
+// concurrency scale rule, and every setting under its docs/spec.md section 6 name. Secrets come from
 // Key Vault through the user-assigned identity; no secret value passes through this template.
 
 @description('Container app name.')
@@ -90,7 +90,7 @@ var slackSigningSecretSecrets = empty(slackSigningSecretSecretUri) ? [] : [
 ]
 var secrets = concat(redisSecrets, slackBotTokenSecrets, slackSigningSecretSecrets)
 
-// Environment variables: names exactly as in SPEC.md section 6 (tests/test_infra.py checks).
+// Environment variables: names exactly as in docs/spec.md section 6 (tests/test_infra.py checks).
 var baseSettings = [
   {
     name: 'AZURE_OPENAI_ENDPOINT'
