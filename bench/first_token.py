@@ -31,7 +31,7 @@ from bench.harness import (
     running_stack,
     teams_activity,
 )
-from tests.fakes.fake_slack import new_ts
+from tests.support.fakes.fake_slack import new_ts
 
 FIRST_TOKEN_S, TOKENS_PER_S, RATE = 0.3, 50.0, 5.0
 GOAL_EXTRA_MS = 50.0

@@ -35,9 +35,9 @@ from typing import Any
 import aiohttp
 
 from bench.common import REDIS_URL
-from tests.fakes.fake_connector import FakeConnector, opens_stream, stream_info
-from tests.fakes.fake_openai import FakeOpenAI, _last_user_text
-from tests.fakes.fake_slack import (
+from tests.support.fakes.fake_connector import FakeConnector, opens_stream, stream_info
+from tests.support.fakes.fake_openai import FakeOpenAI, _last_user_text
+from tests.support.fakes.fake_slack import (
     DEFAULT_SIGNING_SECRET,
     FakeSlack,
     app_mention,
@@ -45,11 +45,11 @@ from tests.fakes.fake_slack import (
     message,
     signed_headers,
 )
-from tests.fixtures.teams.harness import APP_ID
-from tests.fixtures.teams.harness import load as load_activity
-from tests.helpers import ROOT, ServeProcess, delete_prefix
+from tests.support.fixtures.teams.harness import APP_ID
+from tests.support.fixtures.teams.harness import load as load_activity
+from tests.support.helpers import ROOT, ServeProcess, delete_prefix
 
-LOCAL_AUTH = ROOT / "tests" / "reliability" / "local_auth"  # local Bot Framework keys
+LOCAL_AUTH = ROOT / "tests" / "support" / "local_auth"  # local Bot Framework keys
 
 SENDER_CONNECTIONS = 256
 TAG = re.compile(r"\[m(\d+)\]")

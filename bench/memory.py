@@ -39,7 +39,7 @@ from bench.harness import (
     teams_activity,
 )
 from bot import responder
-from tests.fakes.fake_slack import message, new_ts
+from tests.support.fakes.fake_slack import message, new_ts
 
 GOAL_RSS_MB, GOAL_HEAP = 2.0, 0.01
 CONCURRENCY = 100

@@ -44,7 +44,7 @@ from bench.harness import (
     running_stack,
     teams_activity,
 )
-from tests.fakes.fake_slack import message, new_ts
+from tests.support.fakes.fake_slack import message, new_ts
 
 GOAL_ROUND_TRIPS, GOAL_BYTES = 5, 100
 

@@ -33,7 +33,7 @@ from bench.harness import (
     running_stack,
     teams_activity,
 )
-from tests.fakes.fake_slack import new_ts
+from tests.support.fakes.fake_slack import new_ts
 
 RATE = 50.0
 GOAL_P50_MS, GOAL_P99_MS = 10.0, 40.0
@@ -44,7 +44,7 @@ WORDS = "the quick brown fox jumps over the lazy dog and then it rests a while".
 def reply_fn(messages) -> str:
     """A ~40-token reply that carries the message's tag, so each reply maps to its message."""
     from bench.harness import tag_of
-    from tests.fakes.fake_openai import _last_user_text
+    from tests.support.fakes.fake_openai import _last_user_text
 
     tag = tag_of(_last_user_text(messages)) or ""
     return f"Sure {tag}. " + " ".join(WORDS[i % len(WORDS)] for i in range(36)) + "."

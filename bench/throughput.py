@@ -38,8 +38,8 @@ from bench.harness import (
     running_stack,
     tag_of,
 )
-from tests.fakes.fake_openai import _last_user_text
-from tests.fakes.fake_slack import message, new_ts
+from tests.support.fakes.fake_openai import _last_user_text
+from tests.support.fakes.fake_slack import message, new_ts
 
 GOAL_RATE, GOAL_ACK_P99_MS = 200.0, 50.0
 

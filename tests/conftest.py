@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 import redis
 
-from tests.helpers import delete_prefix, free_port
+from tests.support.helpers import delete_prefix, free_port
 
 DEFAULT_REDIS = os.environ.get("THREADWISE_TEST_REDIS", "redis://127.0.0.1:6379/0")
 

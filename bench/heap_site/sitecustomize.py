@@ -27,7 +27,7 @@ if os.environ.get("BENCH_HEAP_OUT"):
 # Only the first sitecustomize on the path runs, and the service under bench also needs the local
 # Bot Framework keys that the harness's own sitecustomize installs: run that one too.
 _LOCAL_AUTH = os.path.join(
-    os.path.dirname(os.path.abspath(__file__)), "..", "..", "tests", "reliability", "local_auth"
+    os.path.dirname(os.path.abspath(__file__)), "..", "..", "tests", "support", "local_auth"
 )
 if os.environ.get("THREADWISE_TEST_JWKS_URL"):
     import runpy

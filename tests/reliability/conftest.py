@@ -6,10 +6,10 @@ import uuid
 
 import pytest_asyncio
 
-from tests.fakes.fake_connector import FakeConnector
-from tests.fakes.fake_openai import FakeOpenAI
-from tests.fakes.fake_slack import FakeSlack
-from tests.reliability.support import FIGURES, USERS, Stack
+from tests.support.fakes.fake_connector import FakeConnector
+from tests.support.fakes.fake_openai import FakeOpenAI
+from tests.support.fakes.fake_slack import FakeSlack
+from tests.support.stack import FIGURES, USERS, Stack
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")

@@ -6,7 +6,7 @@ audience, the Bot Framework issuer, a key from the Bot Framework key set, not ex
 `serviceurl` claim naming the activity's service. Each forgery is a 401 that reaches neither
 the model nor Slack nor the connector; a genuine request still works.
 
-The Teams service runs with a local key set (tests/reliability/local_auth/sitecustomize.py makes
+The Teams service runs with a local key set (tests/support/local_auth/sitecustomize.py makes
 the SDK fetch the Bot Framework keys from `LocalIssuer`; validation is the SDK's, unpatched).
 """
 
@@ -25,13 +25,13 @@ import pytest
 import pytest_asyncio
 from cryptography.hazmat.primitives import serialization
 
-from tests.fakes.fake_openai import Reply
-from tests.fakes.fake_slack import form, signed_headers, slash_command
-from tests.fakes.jwks import LocalIssuer
-from tests.fixtures.teams.harness import APP_ID
-from tests.helpers import ROOT
 from tests.reliability.conftest import new_stack
-from tests.reliability.support import (
+from tests.support.fakes.fake_openai import Reply
+from tests.support.fakes.fake_slack import form, signed_headers, slash_command
+from tests.support.fakes.jwks import LocalIssuer
+from tests.support.fixtures.teams.harness import APP_ID
+from tests.support.helpers import ROOT
+from tests.support.stack import (
     HERE,
     SECRET,
     channel,

@@ -30,11 +30,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.fakes.fake_connector import FakeConnector
-from tests.fakes.fake_openai import FakeOpenAI
-from tests.fakes.fake_slack import FakeSlack, event_callback, signed_headers, slash_command
-from tests.fixtures.teams.harness import APP_ID, load
-from tests.reliability.support import (
+from tests.support.fakes.fake_connector import FakeConnector
+from tests.support.fakes.fake_openai import FakeOpenAI
+from tests.support.fakes.fake_slack import FakeSlack, event_callback, signed_headers, slash_command
+from tests.support.fixtures.teams.harness import APP_ID, load
+from tests.support.stack import (
     SECRET,
     USERS,
     Stack,
@@ -209,7 +209,7 @@ SLACK_KEYS = [
     "user_team",
     "api_app_id",
 ]
-EVENTS = json.loads((Path(__file__).parents[1] / "fixtures/slack/events.json").read_text())
+EVENTS = json.loads((Path(__file__).parents[1] / "support/fixtures/slack/events.json").read_text())
 EVENTS.pop("_comment")
 
 

@@ -22,9 +22,9 @@ import redis.asyncio as aioredis
 
 from bot.store import decode_message
 from bot.tokens import TokenCounter
-from tests.fakes.fake_openai import count_prompt_tokens
 from tests.reliability.conftest import new_stack
-from tests.reliability.support import (
+from tests.support.fakes.fake_openai import count_prompt_tokens
+from tests.support.stack import (
     TEAM,
     assert_no_internals,
     channel,

@@ -31,7 +31,8 @@ from bot.responder import (
     FILTERED_REPLY,
     INTERRUPTED,
 )
-from tests.fakes.fake_openai import (
+from tests.reliability.conftest import new_stack
+from tests.support.fakes.fake_openai import (
     Behaviour,
     Hang,
     Reply,
@@ -42,8 +43,7 @@ from tests.fakes.fake_openai import (
     rate_limited,
     server_error,
 )
-from tests.reliability.conftest import new_stack
-from tests.reliability.support import (
+from tests.support.stack import (
     assert_no_internals,
     channel,
     figure,

@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from tests.fakes.fake_slack import form, signed_headers, slash_command
-from tests.reliability.support import (
+from tests.support.fakes.fake_slack import form, signed_headers, slash_command
+from tests.support.stack import (
     SECRET,
     SLACK_ADMIN,
     TEAMS_ADMIN,

@@ -25,9 +25,9 @@ import pytest
 import redis.asyncio as aioredis
 
 from bot.responder import APOLOGY_STORE
-from tests.fakes.fake_openai import Hang
 from tests.reliability.conftest import new_stack
-from tests.reliability.support import (
+from tests.support.fakes.fake_openai import Hang
+from tests.support.stack import (
     assert_no_internals,
     channel,
     figure,

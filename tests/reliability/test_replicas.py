@@ -16,7 +16,7 @@ import random
 import pytest
 
 from tests.reliability.conftest import new_stack
-from tests.reliability.support import (
+from tests.support.stack import (
     channel,
     figure,
     mention,

@@ -27,13 +27,13 @@ import pytest
 import pytest_asyncio
 import redis.asyncio as aioredis
 
-from tests.fakes.fake_connector import FakeConnector
-from tests.fakes.fake_openai import Error, FakeOpenAI, prompt_content_filter, server_error
-from tests.fakes.fake_slack import FakeSlack, event_callback, signed_headers
-from tests.fakes.jwks import LocalIssuer
-from tests.fixtures.teams.harness import APP_ID
-from tests.helpers import ROOT, ServeProcess, base_env
-from tests.reliability.support import (
+from tests.support.fakes.fake_connector import FakeConnector
+from tests.support.fakes.fake_openai import Error, FakeOpenAI, prompt_content_filter, server_error
+from tests.support.fakes.fake_slack import FakeSlack, event_callback, signed_headers
+from tests.support.fakes.jwks import LocalIssuer
+from tests.support.fixtures.teams.harness import APP_ID
+from tests.support.helpers import ROOT, ServeProcess, base_env
+from tests.support.stack import (
     HERE,
     SLACK_ADMIN,
     USERS,

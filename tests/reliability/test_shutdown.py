@@ -15,7 +15,7 @@ import time
 import pytest
 
 from tests.reliability.conftest import new_stack
-from tests.reliability.support import (
+from tests.support.stack import (
     channel,
     figure,
     log_records,

@@ -12,8 +12,8 @@ import asyncio
 
 import pytest
 
-from tests.fakes.fake_openai import Reply
-from tests.reliability.support import (
+from tests.support.fakes.fake_openai import Reply
+from tests.support.stack import (
     channel,
     dm,
     figure,

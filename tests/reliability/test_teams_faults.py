@@ -13,8 +13,8 @@ import asyncio
 
 import pytest
 
-from tests.fakes.fake_openai import Reply
-from tests.reliability.support import (
+from tests.support.fakes.fake_openai import Reply
+from tests.support.stack import (
     figure,
     log_records,
     teams_key,

@@ -1,7 +1,7 @@
 """Teams trust boundaries through a running `threadwise serve` with real token checks.
 
 The service is a SingleTenant app (as `azd up` deploys) whose tokens are checked by the Agents
-SDK against local key sets (tests/reliability/local_auth/sitecustomize.py routes both the Bot
+SDK against local key sets (tests/support/local_auth/sitecustomize.py routes both the Bot
 Framework keys and the tenant's Entra keys to the fake connector's `LocalIssuer`). So a token
 the tenant's Entra ID would issue to any of its app registrations or managed identities, with
 the bot's app id as audience and no `serviceurl` claim, is signed here just as one from Bot
@@ -25,10 +25,10 @@ import jwt
 import pytest
 import pytest_asyncio
 
-from tests.fakes.fake_openai import Reply
-from tests.fixtures.teams.harness import APP_ID, TENANT
 from tests.reliability.conftest import new_stack
-from tests.reliability.support import (
+from tests.support.fakes.fake_openai import Reply
+from tests.support.fixtures.teams.harness import APP_ID, TENANT
+from tests.support.stack import (
     SLACK_ADMIN,
     TEAMS_ADMIN,
     channel,
