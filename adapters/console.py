@@ -7,7 +7,7 @@ import sys
 import uuid
 from typing import TextIO
 
-from adapters.streaming import LiveStream
+from adapters.streaming import LiveStream, Refused
 from bot.messages import IncomingMessage
 
 
@@ -52,10 +52,10 @@ class ConsoleSink:
         self._write(text + "\n")
 
     async def edit(self, ref: None, text: str) -> None:
-        raise NotImplementedError("the terminal does not edit")
+        raise Refused("the terminal does not edit")  # edit_interval None: never asked
 
     async def delete(self, ref: None) -> None:
-        raise NotImplementedError("the terminal does not delete")
+        raise Refused("the terminal does not delete")
 
     async def end(self, error: Exception | None, *, shown: bool) -> None:
         if error is not None:

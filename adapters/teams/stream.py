@@ -172,10 +172,10 @@ class TeamsSink:
         )
 
     async def edit(self, ref: object, text: str) -> None:
-        raise NotImplementedError("Teams replies are not edited")
+        raise Refused("Teams replies are not edited")  # edit_interval None: never asked
 
     async def delete(self, ref: object) -> None:
-        raise NotImplementedError("Teams replies are not deleted")
+        raise Refused("Teams replies are not deleted")
 
     async def end(self, error: Exception | None, *, shown: bool) -> None:
         await self._out.release(self._client)
