@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import pytest
 import pytest_asyncio
 
-from bot.responder import (
+from bot.replies import (
     APOLOGY_MODEL,
     APOLOGY_TIMEOUT,
     CUT_OFF,

@@ -24,7 +24,7 @@ import aiohttp
 import pytest
 import redis.asyncio as aioredis
 
-from bot.responder import APOLOGY_STORE
+from bot.replies import APOLOGY_STORE
 from tests.reliability.conftest import new_stack
 from tests.support.fakes.fake_openai import Hang
 from tests.support.stack import (

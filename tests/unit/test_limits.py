@@ -14,7 +14,7 @@ import pytest
 
 from bot.app import Service, build_service
 from bot.messages import IncomingMessage
-from bot.responder import BUSY
+from bot.replies import BUSY
 from bot.settings import Settings
 from tests.support.fakes.fake_openai import FakeOpenAI
 from tests.support.recording import RecordingReply

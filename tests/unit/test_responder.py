@@ -9,7 +9,7 @@ import pytest
 
 from bot.app import build_service
 from bot.messages import IncomingMessage
-from bot.responder import (
+from bot.replies import (
     APOLOGY_MODEL,
     APOLOGY_STORE,
     CUT_OFF,
