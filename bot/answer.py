@@ -26,6 +26,7 @@ from bot.replies import (
     INTERRUPTED,
 )
 from bot.store import Store, StoreUnavailable, Turn, Usage
+from bot.summary import SUMMARY_LABEL, Summarizer
 from bot.tokens import TokenCounter
 from bot.trimming import StoredMessage, fit_newest, fit_prompt, history_budget, prompt_budget
 
@@ -52,8 +53,10 @@ class Answerer:
         token_limit: int,
         max_response_tokens: int,
         model_max_concurrency: int = 256,
+        summarizer: Summarizer | None = None,
     ) -> None:
         self.store = store
+        self.summarizer = summarizer
         self.llm = llm
         self.counter = counter
         self.prompts = prompts
@@ -81,9 +84,19 @@ class Answerer:
             "system", prompt.text, await self.counter.amessage_tokens("system", prompt.text)
         )
         user_msg = StoredMessage("user", text, user_tokens, name)
+        context = []
+        if ctx.summary is not None:
+            text_ = SUMMARY_LABEL + ctx.summary.text
+            context = [StoredMessage("system", text_, ctx.summary.tokens)]
         fitted = fit_prompt(
-            system_msg, ctx.history, user_msg, self.token_limit, self.max_response_tokens
+            system_msg, ctx.history, user_msg, self.token_limit, self.max_response_tokens, context
         )
+        if fitted is None and context:
+            # A message too long to go with the summary still goes without it.
+            context = []
+            fitted = fit_prompt(
+                system_msg, ctx.history, user_msg, self.token_limit, self.max_response_tokens
+            )
         if fitted is None:
             room = prompt_budget(self.token_limit, self.max_response_tokens) - system_msg.tokens
             await reply.send(
@@ -93,7 +106,7 @@ class Answerer:
                 "Please shorten it or split it up."
             )
             return
-        history = fitted[1:-1]
+        history = fitted[1 + len(context) : -1]
         if len(history) < len(ctx.history):
             self.metrics.trimmed.inc(len(ctx.history) - len(history))
 
@@ -108,7 +121,7 @@ class Answerer:
         started = time.monotonic()
         completion: Completion | None = None
         for attempt in (1, 2):
-            messages = [m.to_openai() for m in (system_msg, *history, user_msg)]
+            messages = [m.to_openai() for m in (system_msg, *context, *history, user_msg)]
             try:
                 async with self._model_slots:
                     with self.metrics.model_in_flight.track_inprogress():
@@ -155,19 +168,29 @@ class Answerer:
             prompt_tokens=prompt_used or 0,
             completion_tokens=completion_used or 0,
         )
+        # With summaries on, what this prompt left out (the oldest of the stored history) is
+        # handed to the summary in the commit; `ctx.stored` is 0 otherwise.
+        fold = max(ctx.stored - len(history), 0)
         try:
             if not keep:
-                await self.store.commit(turn, [], usage)
-                return
-            reply_tokens = await self.counter.amessage_tokens("assistant", completion.text)
-            dropped = await self.store.commit(
-                turn, [user_msg, StoredMessage("assistant", completion.text, reply_tokens)], usage
-            )
+                dropped = await self.store.commit(turn, [], usage, fold=fold)
+            else:
+                reply_tokens = await self.counter.amessage_tokens("assistant", completion.text)
+                dropped = await self.store.commit(
+                    turn,
+                    [user_msg, StoredMessage("assistant", completion.text, reply_tokens)],
+                    usage,
+                    fold=fold,
+                )
         except StoreUnavailable as exc:
             # The reply is already in the thread: an apology now would contradict it. The
             # exchange is simply not remembered (and the lock's lease frees the conversation).
             self.metrics.errors.labels("store").inc()
             log.error("reply posted but not stored: %s", exc)
+            return
+        if self.summarizer is not None and (dropped or ctx.pending):
+            self.summarizer.schedule(conv, usage)
+        if not keep:
             return
         log.info(
             "answered",

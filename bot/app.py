@@ -11,6 +11,7 @@ from bot.prompts import Prompts
 from bot.responder import Responder
 from bot.settings import Settings
 from bot.store import Store, make_store
+from bot.summary import Summarizer
 from bot.tokens import TokenCounter, encoding_name_for
 
 
@@ -24,8 +25,11 @@ class Service:
     commands: Commands
     responder: Responder
     metrics: Metrics
+    summarizer: Summarizer | None = None
 
     async def close(self) -> None:
+        if self.summarizer is not None:
+            await self.summarizer.close()
         if self.llm is not None:
             await self.llm.close()
         await self.store.close()
@@ -41,6 +45,16 @@ def build_service(settings: Settings, *, with_model: bool = True) -> Service:
     metrics = Metrics()
     prompts = Prompts(store, counter, settings.system_prompt, settings.prompt_max_tokens)
     commands = Commands(store, prompts, settings.admins)
+    summarizer = None
+    if settings.history_summary and llm is not None:
+        summarizer = Summarizer(
+            store=store,
+            llm=llm,
+            counter=counter,
+            metrics=metrics,
+            max_tokens=settings.summary_max_tokens,
+            token_limit=settings.token_limit,
+        )
     responder = Responder(
         store=store,
         llm=llm,
@@ -52,5 +66,6 @@ def build_service(settings: Settings, *, with_model: bool = True) -> Service:
         max_response_tokens=settings.max_response_tokens,
         model_max_concurrency=settings.model_max_concurrency,
         conversation_queue_max=settings.conversation_queue_max,
+        summarizer=summarizer,
     )
-    return Service(settings, store, counter, llm, prompts, commands, responder, metrics)
+    return Service(settings, store, counter, llm, prompts, commands, responder, metrics, summarizer)

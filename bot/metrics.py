@@ -65,6 +65,12 @@ class Metrics:
             ["platform"],
             registry=r,
         )
+        self.summaries = Counter(
+            "threadwise_summary_folds",
+            "Running-summary folds (HISTORY_SUMMARY) by outcome: folded, failed, discarded",
+            ["outcome"],
+            registry=r,
+        )
         self.model_in_flight = Gauge(
             "threadwise_model_calls_in_flight",
             "Model calls running in this process (at most MODEL_MAX_CONCURRENCY)",

@@ -21,6 +21,7 @@ from bot.metrics import Metrics
 from bot.prompts import Prompts
 from bot.replies import APOLOGY_INTERNAL, APOLOGY_STORE, BUSY, EMPTY_MENTION
 from bot.store import NotSubscribed, Store, StoreUnavailable
+from bot.summary import Summarizer
 from bot.tokens import TokenCounter
 
 log = logging.getLogger("threadwise.responder")
@@ -53,6 +54,7 @@ class Responder:
         lock_wait: float = 300.0,
         model_max_concurrency: int = 256,
         conversation_queue_max: int = 50,
+        summarizer: Summarizer | None = None,
     ) -> None:
         self.store = store
         self.commands = commands
@@ -66,6 +68,7 @@ class Responder:
             token_limit=token_limit,
             max_response_tokens=max_response_tokens,
             model_max_concurrency=model_max_concurrency,
+            summarizer=summarizer,
         )
         self.lock_wait = lock_wait
         self._tasks: set[asyncio.Task[None]] = set()

@@ -73,6 +73,12 @@ class Settings(BaseSettings):
     )
     bot_admins: str = Field("", validation_alias=_alias("BOT_ADMINS"))
 
+    # --- running summary of what trimming drops (§3)
+    history_summary: bool = Field(False, validation_alias=_alias("HISTORY_SUMMARY"))
+    summary_max_tokens: int = Field(
+        500, gt=0, le=8000, validation_alias=_alias("SUMMARY_MAX_TOKENS")
+    )
+
     # --- store (§3)
     redis_url: SecretStr | None = Field(None, validation_alias=_alias("REDIS_URL"))
     redis_key_prefix: str = Field("threadwise:", validation_alias=_alias("REDIS_KEY_PREFIX"))

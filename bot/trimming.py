@@ -95,9 +95,15 @@ def fit_prompt(
     new: StoredMessage,
     token_limit: int,
     max_response_tokens: int,
+    context: Sequence[StoredMessage] = (),
 ) -> list[StoredMessage] | None:
-    """The prompt docs/spec.md §3 describes, or None when the new message cannot fit even alone."""
-    budget = history_budget(token_limit, max_response_tokens, system.tokens, new.tokens)
+    """The prompt docs/spec.md §3 describes, or None when the new message cannot fit even alone.
+
+    `context` (the running summary) follows the system prompt and counts in the budget: the
+    history fits in what is left.
+    """
+    head = system.tokens + sum(m.tokens for m in context)
+    budget = history_budget(token_limit, max_response_tokens, head, new.tokens)
     if budget < 0:
         return None
-    return [system, *fit_newest(history, budget), new]
+    return [system, *context, *fit_newest(history, budget), new]

@@ -42,4 +42,7 @@ async def cmd_help(ctx: Context) -> str:
 
 async def cmd_reset(ctx: Context) -> str:
     await ctx.store.clear(ctx.message.conversation_key)
-    return "Done: I have forgotten this conversation. The next message starts afresh."
+    return (
+        "Done: I have forgotten this conversation (and its summary, if any). "
+        "The next message starts afresh."
+    )

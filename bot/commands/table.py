@@ -15,11 +15,13 @@ from bot.commands.access import Access
 from bot.commands.general import cmd_help, cmd_reset
 from bot.commands.prompt import prompt_history, reset_prompt, set_prompt, show_prompt
 from bot.commands.row import Row, UsageError, split_word
+from bot.commands.summary import cmd_summary
 from bot.commands.usage import cmd_usage
 
 TABLE: tuple[Row, ...] = (
     Row("help", cmd_help, Access.ANYONE, "the commands you can use"),
-    Row("reset", cmd_reset, Access.ANYONE, "forget this conversation"),
+    Row("reset", cmd_reset, Access.ANYONE, "forget this conversation (and its summary)"),
+    Row("summary", cmd_summary, Access.ANYONE, "what I remember of this conversation's start"),
     Row(
         "prompt show",
         show_prompt,

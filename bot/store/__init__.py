@@ -11,10 +11,12 @@ subscription + lock in one script), `load` (fitted history + scoped prompts, one
 
 from __future__ import annotations
 
-from bot.store.base import CacheStore, PromptStore, Store, TurnStore, UsageStore
+from bot.store.base import CacheStore, PromptStore, Store, SummaryStore, TurnStore, UsageStore
 from bot.store.codec import (
     AuditRecord,
     Context,
+    FoldJob,
+    Summary,
     Usage,
     UsageTotals,
     decode_message,
@@ -29,12 +31,15 @@ __all__ = [
     "AuditRecord",
     "CacheStore",
     "Context",
+    "FoldJob",
     "MemoryStore",
     "NotSubscribed",
     "PromptStore",
     "RedisStore",
     "Store",
     "StoreUnavailable",
+    "Summary",
+    "SummaryStore",
     "Turn",
     "TurnStore",
     "Usage",
@@ -51,6 +56,7 @@ def make_store(settings) -> Store:
     common = {
         "history_budget": settings.history_budget,
         "history_ttl": settings.history_ttl_seconds,
+        "summaries": settings.history_summary,
     }
     if settings.redis_url is not None:
         return RedisStore(

@@ -9,13 +9,16 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 
-from bot.store.codec import AuditRecord, Context, Usage, UsageTotals
+from bot.store.codec import AuditRecord, Context, FoldJob, Summary, Usage, UsageTotals
 from bot.store.locks import Turn
 from bot.trimming import StoredMessage
 
 ONCE_TTL_SECONDS = 24 * 3600
 USAGE_TTL_SECONDS = 35 * 24 * 3600
 AUDIT_KEEP = 100
+# Messages waiting to be folded into a summary (HISTORY_SUMMARY): they pile up only while
+# summarising keeps failing and answering does not, and past this the oldest are let go.
+PENDING_KEEP = 1000
 
 
 class TurnStore(ABC):
@@ -51,17 +54,24 @@ class TurnStore(ABC):
 
     @abstractmethod
     async def commit(
-        self, turn: Turn, messages: Sequence[StoredMessage], usage: Usage | None
+        self,
+        turn: Turn,
+        messages: Sequence[StoredMessage],
+        usage: Usage | None,
+        *,
+        fold: int = 0,
     ) -> int:
         """Append a turn, trim to `history_budget` atomically, record usage, release the lock.
 
         A committed turn also keeps the conversation subscribed for another `history_ttl`.
-        Returns how many old messages trimming dropped.
+        With `summaries` on, the `fold` oldest messages (those this turn's prompt left out) and
+        whatever trimming drops move to the pending list in the same step, so no message is
+        ever dropped without being summarised. Returns how many left the history.
         """
 
     @abstractmethod
     async def clear(self, conversation: str) -> None:
-        """Forget a conversation's history (`!reset`); the bot stays subscribed to it."""
+        """Forget a conversation's history and summary (`!reset`); the bot stays subscribed."""
 
     @abstractmethod
     async def subscribe(self, conversation: str) -> None:
@@ -73,6 +83,36 @@ class TurnStore(ABC):
     @abstractmethod
     async def history(self, conversation: str) -> list[StoredMessage]:
         """Everything stored (operators and tests; turns use `load`)."""
+
+
+class SummaryStore(ABC):
+    """The running summary of what trimming moved out of a history (HISTORY_SUMMARY).
+
+    Folding is leased: one replica at a time folds a conversation's pending messages, and its
+    result is written only if it still holds the lease (a `!reset` or an expired lease
+    discards it), taking exactly the messages it read off the pending list.
+    """
+
+    @abstractmethod
+    async def summary(self, conversation: str) -> Summary | None: ...
+
+    @abstractmethod
+    async def begin_fold(
+        self, conversation: str, budget: int, lease_seconds: float
+    ) -> FoldJob | None:
+        """Lease the summary and read the oldest pending messages within `budget` tokens (at
+        least one); None when nothing is pending or another replica holds the lease."""
+
+    @abstractmethod
+    async def finish_fold(self, job: FoldJob, summary: Summary) -> bool:
+        """Store `summary`, drop the job's messages from the pending list, end the lease.
+
+        False (nothing written) when the lease was lost: reset, or expired and taken over.
+        """
+
+    @abstractmethod
+    async def abandon_fold(self, job: FoldJob) -> None:
+        """End the lease without writing; the messages stay pending for a later fold."""
 
 
 class PromptStore(ABC):
@@ -95,6 +135,10 @@ class UsageStore(ABC):
     async def usage(self, days: Sequence[str], dimension: str) -> dict[str, UsageTotals]:
         """Totals per day for one dimension, e.g. `c|slack:T1:C1` or `w|slack:T1`."""
 
+    @abstractmethod
+    async def add_usage(self, usage: Usage) -> None:
+        """Count a model call made outside a turn's commit (a summary)."""
+
 
 class CacheStore(ABC):
     """A small cache for adapters (user names, once-per-conversation notices)."""
@@ -110,13 +154,22 @@ class CacheStore(ABC):
         """Set only if absent; True when this call set it (once-per-conversation notices)."""
 
 
-class Store(TurnStore, PromptStore, UsageStore, CacheStore):
-    """The one interface for state. `history_budget` is the most history worth keeping."""
+class Store(TurnStore, SummaryStore, PromptStore, UsageStore, CacheStore):
+    """The one interface for state. `history_budget` is the most history worth keeping;
+    `summaries` (HISTORY_SUMMARY) keeps what trimming drops pending for the summary."""
 
-    def __init__(self, *, history_budget: int, history_ttl: int, lock_lease: float = 30.0):
+    def __init__(
+        self,
+        *,
+        history_budget: int,
+        history_ttl: int,
+        lock_lease: float = 30.0,
+        summaries: bool = False,
+    ):
         self.history_budget = history_budget
         self.history_ttl = history_ttl
         self.lock_lease = lock_lease
+        self.summaries = summaries
 
     @abstractmethod
     async def ping(self) -> None:

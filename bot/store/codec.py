@@ -35,13 +35,16 @@ class Usage:
     prompt_tokens: int
     completion_tokens: int
     day: str = field(default_factory=lambda: time.strftime("%Y-%m-%d", time.gmtime()))
+    # 0 for model calls that are not replies (summaries): their tokens count, not as a reply.
+    replies: int = 1
 
     def fields(self) -> dict[str, int]:
         out: dict[str, int] = {}
         for dim in (f"w|{self.workspace}", f"c|{self.channel}", f"u|{self.user}"):
             out[f"{dim}|prompt"] = self.prompt_tokens
             out[f"{dim}|completion"] = self.completion_tokens
-            out[f"{dim}|replies"] = 1
+            if self.replies:
+                out[f"{dim}|replies"] = self.replies
         return out
 
 
@@ -90,8 +93,53 @@ class AuditRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class Summary:
+    """A conversation's running summary (HISTORY_SUMMARY) of the history trimming moved out.
+
+    `tokens` is what the labelled context message costs in a prompt (`bot/summary.py` counts
+    it once, when it writes the summary), so a turn budgets it without tokenizing; `covered`
+    is how many messages it has folded in so far.
+    """
+
+    text: str
+    tokens: int
+    covered: int = 0
+    at: float = 0.0
+
+    def encode(self) -> str:
+        return f"{self.tokens}\t{self.covered}\t{self.at}\t{self.text}"
+
+    @classmethod
+    def decode(cls, raw: str | bytes | None) -> Summary | None:
+        if not raw:
+            return None
+        if isinstance(raw, bytes):
+            raw = raw.decode("utf-8")
+        tokens, covered, at, text = raw.split("\t", 3)
+        return cls(text, int(tokens), int(covered), float(at))
+
+
+@dataclass(frozen=True, slots=True)
+class FoldJob:
+    """Pending messages one replica folds into the summary, under the summary's lease."""
+
+    conversation: str
+    token: str
+    summary: Summary | None
+    messages: list[StoredMessage]
+
+
+@dataclass(frozen=True, slots=True)
 class Context:
-    """What a turn needs from the store: fitted history and the prompts of each scope."""
+    """What a turn needs from the store: fitted history and the prompts of each scope.
+
+    With summaries on (`Store.summaries`), also the running summary, how many messages the
+    history holds (`stored`: those the turn leaves out are handed to the summary in its
+    commit) and how many wait to be folded (`pending`).
+    """
 
     history: list[StoredMessage]
     prompts: dict[str, str | None]
+    summary: Summary | None = None
+    stored: int = 0
+    pending: int = 0

@@ -7,8 +7,8 @@ import uuid
 from collections import OrderedDict
 from collections.abc import Hashable, Sequence
 
-from bot.store.base import AUDIT_KEEP, ONCE_TTL_SECONDS, Store
-from bot.store.codec import AuditRecord, Context, Usage, UsageTotals
+from bot.store.base import AUDIT_KEEP, ONCE_TTL_SECONDS, PENDING_KEEP, Store
+from bot.store.codec import AuditRecord, Context, FoldJob, Summary, Usage, UsageTotals
 from bot.store.errors import NotSubscribed
 from bot.store.locks import FifoLocks, Turn
 from bot.trimming import StoredMessage, fit_newest
@@ -43,9 +43,19 @@ class _Expiring:
 class MemoryStore(Store):
     """One process holds every lock, so a held turn needs no lease and no renewal."""
 
-    def __init__(self, *, history_budget: int, history_ttl: int, lock_lease: float = 30.0):
+    def __init__(
+        self,
+        *,
+        history_budget: int,
+        history_ttl: int,
+        lock_lease: float = 30.0,
+        summaries: bool = False,
+    ):
         super().__init__(
-            history_budget=history_budget, history_ttl=history_ttl, lock_lease=lock_lease
+            history_budget=history_budget,
+            history_ttl=history_ttl,
+            lock_lease=lock_lease,
+            summaries=summaries,
         )
         self._hist = _Expiring()
         self._once = _Expiring()
@@ -56,6 +66,9 @@ class MemoryStore(Store):
         self._prompts: dict[str, str] = {}
         self._audit: dict[str, list[AuditRecord]] = {}
         self._usage: dict[str, dict[str, int]] = {}
+        self._pending = _Expiring()
+        self._summary = _Expiring()
+        self._fold_lease = _Expiring()
 
     # -- turns
 
@@ -95,32 +108,43 @@ class MemoryStore(Store):
         self._fifo.release(turn.conversation)
 
     async def load(self, conversation: str, budget: int, prompt_scopes: Sequence[str]) -> Context:
-        stored = self._hist.get(conversation) or []
-        return Context(
-            fit_newest(stored, budget),  # type: ignore[arg-type]
-            {s: self._prompts.get(s) for s in prompt_scopes},
-        )
+        stored: list[StoredMessage] = self._hist.get(conversation) or []  # type: ignore[assignment]
+        history = fit_newest(stored, budget)
+        prompts = {s: self._prompts.get(s) for s in prompt_scopes}
+        if not self.summaries:
+            return Context(history, prompts)
+        summary: Summary | None = self._summary.get(conversation)  # type: ignore[assignment]
+        pending = len(self._pending.get(conversation) or ())  # type: ignore[arg-type]
+        return Context(history, prompts, summary, len(stored), pending)
 
     async def commit(
-        self, turn: Turn, messages: Sequence[StoredMessage], usage: Usage | None
+        self,
+        turn: Turn,
+        messages: Sequence[StoredMessage],
+        usage: Usage | None,
+        *,
+        fold: int = 0,
     ) -> int:
         conv = turn.conversation
         stored: list[StoredMessage] = list(self._hist.get(conv) or [])  # type: ignore[arg-type]
+        fold = min(fold, len(stored)) if self.summaries else 0
+        moved, stored = stored[:fold], stored[fold:]
         stored.extend(messages)
         kept = fit_newest(stored, self.history_budget)
+        moved += stored[: len(stored) - len(kept)]
+        if self.summaries and moved:
+            pending = list(self._pending.get(conv) or ()) + moved  # type: ignore[call-overload]
+            self._pending.set(conv, pending[-PENDING_KEEP:], self.history_ttl)
         self._hist.set(conv, kept, self.history_ttl)
         self._subscribed.set(conv, True, self.history_ttl)
         if usage is not None:
-            if usage.day not in self._usage and len(self._usage) >= 35:
-                del self._usage[min(self._usage)]  # kept 35 days, as in Redis
-            day = self._usage.setdefault(usage.day, {})
-            for f, v in usage.fields().items():
-                day[f] = day.get(f, 0) + v
+            self._count(usage)
         await self.release(turn)
-        return len(stored) - len(kept)
+        return fold + len(stored) - len(kept)
 
     async def clear(self, conversation: str) -> None:
-        self._hist.pop(conversation)
+        for d in (self._hist, self._pending, self._summary, self._fold_lease):
+            d.pop(conversation)
 
     async def subscribe(self, conversation: str) -> None:
         self._subscribed.set(conversation, True, self.history_ttl)
@@ -130,6 +154,41 @@ class MemoryStore(Store):
 
     async def history(self, conversation: str) -> list[StoredMessage]:
         return list(self._hist.get(conversation) or [])  # type: ignore[call-overload]
+
+    # -- summaries
+
+    async def summary(self, conversation: str) -> Summary | None:
+        return self._summary.get(conversation)  # type: ignore[return-value]
+
+    async def begin_fold(
+        self, conversation: str, budget: int, lease_seconds: float
+    ) -> FoldJob | None:
+        pending: list[StoredMessage] = self._pending.get(conversation) or []  # type: ignore[assignment]
+        if not pending or self._fold_lease.get(conversation) is not None:
+            return None
+        token = uuid.uuid4().hex
+        self._fold_lease.set(conversation, token, lease_seconds)
+        taken, total = [], 0
+        for m in pending:
+            if taken and total + m.tokens > budget:
+                break
+            taken.append(m)
+            total += m.tokens
+        summary: Summary | None = self._summary.get(conversation)  # type: ignore[assignment]
+        return FoldJob(conversation, token, summary, taken)
+
+    async def finish_fold(self, job: FoldJob, summary: Summary) -> bool:
+        if self._fold_lease.get(job.conversation) != job.token:
+            return False
+        pending = list(self._pending.get(job.conversation) or ())  # type: ignore[call-overload]
+        self._pending.set(job.conversation, pending[len(job.messages) :], self.history_ttl)
+        self._summary.set(job.conversation, summary, self.history_ttl)
+        self._fold_lease.pop(job.conversation)
+        return True
+
+    async def abandon_fold(self, job: FoldJob) -> None:
+        if self._fold_lease.get(job.conversation) == job.token:
+            self._fold_lease.pop(job.conversation)
 
     # -- prompts
 
@@ -155,6 +214,13 @@ class MemoryStore(Store):
 
     # -- usage
 
+    def _count(self, usage: Usage) -> None:
+        if usage.day not in self._usage and len(self._usage) >= 35:
+            del self._usage[min(self._usage)]  # kept 35 days, as in Redis
+        day = self._usage.setdefault(usage.day, {})
+        for f, v in usage.fields().items():
+            day[f] = day.get(f, 0) + v
+
     async def usage(self, days: Sequence[str], dimension: str) -> dict[str, UsageTotals]:
         out = {}
         for d in days:
@@ -165,6 +231,9 @@ class MemoryStore(Store):
                 day.get(f"{dimension}|replies", 0),
             )
         return out
+
+    async def add_usage(self, usage: Usage) -> None:
+        self._count(usage)
 
     # -- cache
 

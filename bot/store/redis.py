@@ -15,11 +15,21 @@ import uuid
 from collections.abc import Sequence
 from importlib import resources
 
-from bot.store.base import AUDIT_KEEP, ONCE_TTL_SECONDS, USAGE_TTL_SECONDS, Store
-from bot.store.codec import AuditRecord, Context, Usage, UsageTotals, decode_message, encode_message
+from bot.store.base import AUDIT_KEEP, ONCE_TTL_SECONDS, PENDING_KEEP, USAGE_TTL_SECONDS, Store
+from bot.store.codec import (
+    AuditRecord,
+    Context,
+    Summary,
+    Usage,
+    UsageTotals,
+    decode_message,
+    encode_message,
+)
 from bot.store.errors import NotSubscribed, StoreUnavailable
 from bot.store.keys import Keys
 from bot.store.locks import FifoLocks, Turn, start_renewal, stop_renewal
+from bot.store.pipeline import run_pipeline
+from bot.store.summary_redis import SUMMARY_SCRIPTS, RedisSummaries
 from bot.trimming import StoredMessage
 
 # Each script and the files it is made of: begin and try share the lock function.
@@ -31,6 +41,7 @@ SCRIPTS: dict[str, tuple[str, ...]] = {
     "load": ("load",),
     "append": ("append",),
     "prompt": ("prompt",),
+    **SUMMARY_SCRIPTS,
 }
 
 
@@ -40,7 +51,7 @@ def load_script(name: str) -> str:
     return "".join(folder.joinpath(f"{part}.lua").read_text("utf-8") for part in SCRIPTS[name])
 
 
-class RedisStore(Store):
+class RedisStore(RedisSummaries, Store):
     def __init__(
         self,
         url: str,
@@ -50,9 +61,13 @@ class RedisStore(Store):
         history_ttl: int,
         lock_lease: float = 30.0,
         socket_timeout: float = 5.0,
+        summaries: bool = False,
     ) -> None:
         super().__init__(
-            history_budget=history_budget, history_ttl=history_ttl, lock_lease=lock_lease
+            history_budget=history_budget,
+            history_ttl=history_ttl,
+            lock_lease=lock_lease,
+            summaries=summaries,
         )
         import redis.asyncio as redis
 
@@ -77,6 +92,7 @@ class RedisStore(Store):
         )
         self.r = redis.Redis.from_pool(pool)  # the client owns (and closes) the pool
         script = {name: self.r.register_script(load_script(name)) for name in SCRIPTS}
+        self._scripts = script
         self._begin = script["begin"]
         self._try = script["try"]
         self._renew_s = script["renew"]
@@ -196,36 +212,9 @@ class RedisStore(Store):
             self._drop_local(turn)
 
     async def _pipeline(self, ops: list[tuple]) -> list:
-        """Run ops in one round trip; scripts go as EVALSHA with no SCRIPT EXISTS probe.
-
-        redis-py's pipelines ask SCRIPT EXISTS before every pipeline holding a script (an extra
-        round trip); we send EVALSHA directly and, if Redis lost its script cache (a restart),
-        load the scripts and re-run only the scripts that failed.
-        """
-        from redis.exceptions import NoScriptError
-
-        def queue(pipe, op):
-            if op[0] == "script":
-                _, script, keys, args = op
-                pipe.evalsha(script.sha, len(keys), *keys, *args)
-            else:
-                getattr(pipe, op[0])(*op[1:])
-
+        """Run ops in one round trip (`pipeline.run`); a failed op is `StoreUnavailable`."""
         async with self._guard():
-            async with self.r.pipeline(transaction=False) as pipe:
-                for op in ops:
-                    queue(pipe, op)
-                res = await pipe.execute(raise_on_error=False)
-            missing = [i for i, r in enumerate(res) if isinstance(r, NoScriptError)]
-            if missing:
-                for script in {ops[i][1] for i in missing}:
-                    await self.r.script_load(script.script)
-                async with self.r.pipeline(transaction=False) as pipe:
-                    for i in missing:
-                        queue(pipe, ops[i])
-                    again = await pipe.execute(raise_on_error=False)
-                for i, r in zip(missing, again, strict=True):
-                    res[i] = r
+            res = await run_pipeline(self.r, ops)
         for r in res:
             if isinstance(r, Exception):
                 raise StoreUnavailable(f"Redis: {type(r).__name__}: {r}") from r
@@ -236,30 +225,53 @@ class RedisStore(Store):
         ops: list[tuple] = [("script", self._load, [history_key], [max(budget, 0)])]
         if prompt_scopes:
             ops.append(("mget", [self.keys.prompt(s) for s in prompt_scopes]))
+        if self.summaries:
+            c = self.keys.conversation
+            ops += [
+                ("llen", history_key),
+                ("get", c(conversation, "s")),
+                ("llen", c(conversation, "sp")),
+            ]
         res = await self._again(lambda: self._pipeline(ops))
         history = [decode_message(x) for x in res[0]]
         prompts = dict(zip(prompt_scopes, res[1], strict=True)) if prompt_scopes else {}
-        return Context(history, prompts)
+        if not self.summaries:
+            return Context(history, prompts)
+        stored, summary, pending = res[-3:]
+        return Context(history, prompts, Summary.decode(summary), int(stored), int(pending))
 
     async def commit(
-        self, turn: Turn, messages: Sequence[StoredMessage], usage: Usage | None
+        self,
+        turn: Turn,
+        messages: Sequence[StoredMessage],
+        usage: Usage | None,
+        *,
+        fold: int = 0,
     ) -> int:
         stop_renewal(turn)
         try:
-            return await self._commit(turn, messages, usage)
+            return await self._commit(turn, messages, usage, fold)
         finally:
             self._drop_local(turn)
 
     async def _commit(
-        self, turn: Turn, messages: Sequence[StoredMessage], usage: Usage | None
+        self, turn: Turn, messages: Sequence[StoredMessage], usage: Usage | None, fold: int
     ) -> int:
         conv, k = turn.conversation, self.keys
+        keep = self.summaries
         ops: list[tuple] = [
             (
                 "script",
                 self._append,
-                [k.conversation(conv, "h"), k.conversation(conv, "t")],
-                [self.history_budget, self.history_ttl, *(encode_message(m) for m in messages)],
+                [k.conversation(conv, "h"), k.conversation(conv, "t"), k.conversation(conv, "sp")],
+                [
+                    self.history_budget,
+                    self.history_ttl,
+                    1 if keep else 0,
+                    fold if keep else 0,
+                    PENDING_KEEP,
+                    *(encode_message(m) for m in messages),
+                ],
             ),
             ("set", k.conversation(conv, "a"), "1", self.history_ttl),
         ]
@@ -282,7 +294,7 @@ class RedisStore(Store):
         k = self.keys
         async with self._guard():
             await self.r.delete(
-                k.conversation(conversation, "h"), k.conversation(conversation, "t")
+                *(k.conversation(conversation, part) for part in ("h", "t", "sp", "s", "sl"))
             )
 
     async def subscribe(self, conversation: str) -> None:
@@ -332,6 +344,11 @@ class RedisStore(Store):
         return {
             d: UsageTotals(*(int(v or 0) for v in vals)) for d, vals in zip(days, res, strict=True)
         }
+
+    async def add_usage(self, usage: Usage) -> None:
+        key = self.keys.usage(usage.day)
+        ops: list[tuple] = [("hincrby", key, f, v) for f, v in usage.fields().items()]
+        await self._pipeline([*ops, ("expire", key, USAGE_TTL_SECONDS)])
 
     # -- cache
 
