@@ -77,7 +77,7 @@ class Summarizer:
         metrics: Metrics,
         max_tokens: int,
         token_limit: int,
-        lease_seconds: float = 300.0,
+        lease_seconds: float = 20.0,
     ) -> None:
         self.store = store
         self.llm = llm
@@ -156,6 +156,15 @@ class Summarizer:
                 await asyncio.shield(self.store.abandon_fold(job))
             raise
 
+    async def _renew(self, job: FoldJob) -> None:
+        """Keep the lease while the model works: a replica that dies mid-fold holds the
+        thread's summary for at most one lease, not for the whole of a slow model call."""
+        while True:
+            await asyncio.sleep(self.lease_seconds / 3)
+            with contextlib.suppress(StoreUnavailable):
+                if not await self.store.renew_fold(job, self.lease_seconds):
+                    return
+
     async def _fold(self, job: FoldJob, instructions: str, room: int, attribution: Usage) -> bool:
         earlier = job.summary.text if job.summary else "(none yet)"
         transcript = render(job.messages, room - self.max_tokens)
@@ -167,6 +176,7 @@ class Summarizer:
                 f"Messages to fold in, oldest first:\n{transcript}",
             },
         ]
+        renewal = asyncio.get_running_loop().create_task(self._renew(job))
         try:
             completion = await self.llm.stream(request, _discard, max_tokens=self.max_tokens)
         except ModelError as exc:
@@ -174,6 +184,8 @@ class Summarizer:
             log.warning("summary fold failed: model %s", exc.kind)
             await self.store.abandon_fold(job)
             return False
+        finally:
+            renewal.cancel()
         text = completion.text.strip()
         if not text:
             self.metrics.summaries.labels("failed").inc()

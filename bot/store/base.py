@@ -111,6 +111,10 @@ class SummaryStore(ABC):
         """
 
     @abstractmethod
+    async def renew_fold(self, job: FoldJob, lease_seconds: float) -> bool:
+        """Extend the lease while the model works; False when it was already lost."""
+
+    @abstractmethod
     async def abandon_fold(self, job: FoldJob) -> None:
         """End the lease without writing; the messages stay pending for a later fold."""
 

@@ -186,6 +186,12 @@ class MemoryStore(Store):
         self._fold_lease.pop(job.conversation)
         return True
 
+    async def renew_fold(self, job: FoldJob, lease_seconds: float) -> bool:
+        if self._fold_lease.get(job.conversation) != job.token:
+            return False
+        self._fold_lease.set(job.conversation, job.token, lease_seconds)
+        return True
+
     async def abandon_fold(self, job: FoldJob) -> None:
         if self._fold_lease.get(job.conversation) == job.token:
             self._fold_lease.pop(job.conversation)

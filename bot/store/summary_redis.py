@@ -21,6 +21,7 @@ SUMMARY_SCRIPTS: dict[str, tuple[str, ...]] = {
     "fold_begin": ("fold_begin",),
     "fold_finish": ("fold_finish",),
     "fold_abandon": ("fold_abandon",),
+    "fold_renew": ("fold_renew",),
 }
 
 
@@ -64,3 +65,12 @@ class RedisSummaries:
         script = self._scripts["fold_abandon"]  # type: ignore[attr-defined]
         async with self._guard():  # type: ignore[attr-defined]
             await script(keys=self._summary_keys(job.conversation)[2:], args=[job.token])
+
+    async def renew_fold(self, job: FoldJob, lease_seconds: float) -> bool:
+        script = self._scripts["fold_renew"]  # type: ignore[attr-defined]
+        async with self._guard():  # type: ignore[attr-defined]
+            got = await script(
+                keys=self._summary_keys(job.conversation)[2:],
+                args=[job.token, int(lease_seconds * 1000)],
+            )
+        return bool(got)
