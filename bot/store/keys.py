@@ -8,6 +8,8 @@ live on one shard:
     P{<conv>}:a      string subscribed: the bot answers this thread (follow-ups without a mention)
     P{<conv>}:o:<id> string exactly-once marker of one post
     P{<conv>}:q, :l  list + hash  FIFO lock queue and the lease deadline of each waiter
+    P{<conv>}:sp, :s, :sl  list, strings  running summary: pending messages, the summary, the
+                     fold lease (HISTORY_SUMMARY; `summary_redis.py`)
     P{prompts}:<scope>        string  the system prompt of a scope
     P{prompts}:audit:<scope>  list    newest-first JSON audit records
     P{usage}:<YYYY-MM-DD>     hash    token and reply counters per workspace/channel/user
@@ -65,7 +67,7 @@ class Keys:
         return _escape_first(tag) if tag in _SHARED_TAGS else tag
 
     def conversation(self, conversation: str, part: str) -> str:
-        """One of a conversation's own keys: `part` is `h`, `t`, `a`, `q` or `l`."""
+        """One of a conversation's own keys: `part` is `h`, `t`, `a`, `q`, `l`, `sp`, `s`, `sl`."""
         return f"{self.prefix}{{{self._tag(conversation)}}}:{part}"
 
     def once(self, conversation: str, once_id: str | None) -> str:
