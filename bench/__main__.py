@@ -1,6 +1,6 @@
 """Run the benchmarks and print one summary table: `python -m bench [NAME ...] [--smoke]`.
 
-    python -m bench                      # all seven, a few minutes on 2 cores
+    python -m bench                      # all eight, a few minutes on 2 cores
     python -m bench throughput           # one (or several) by name, or by number: python -m bench 2
     python -m bench --smoke              # each in a few seconds: checks they work, not the numbers
 
@@ -30,6 +30,7 @@ BENCHES = [
     "first_token",
     "memory",
     "text_cleaning",
+    "summary_cost",
 ]
 
 
@@ -130,6 +131,18 @@ def summary_rows(name: str, d: dict) -> list[list[str]]:
                     for k, r in p.items()
                 ),
                 _yes(d["met"]),
+            ]
+        ]
+    if name == "summary_cost":
+        on, off = d["on"]["answer_path"], d["off"]["answer_path"]
+        return [
+            [
+                "8 running summary",
+                "no added answer-path latency; extra model tokens per 100 turns reported",
+                f"{d['extra_tokens_per_100_turns']:,} tokens/100 turns "
+                f"({d['extra_share']:.1%} of answers'); answer path p50 {on['p50_ms']} ms on "
+                f"vs {off['p50_ms']} ms off",
+                _yes(on["p50_ms"] <= off["p50_ms"] * 1.25 + 1),
             ]
         ]
     return []

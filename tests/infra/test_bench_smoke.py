@@ -22,6 +22,7 @@ BENCHES = [
     "first_token",
     "memory",
     "text_cleaning",
+    "summary_cost",
 ]
 
 
