@@ -28,16 +28,7 @@ def test_every_lua_file_is_part_of_a_script_and_every_script_loads():
 
 def test_the_store_registers_the_scripts_read_from_package_data():
     store = RedisStore("redis://127.0.0.1:9/0", prefix="p:", history_budget=10, history_ttl=60)
-    registered = {
-        "begin": store._begin,
-        "try": store._try,
-        "renew": store._renew_s,
-        "release": store._release,
-        "load": store._load,
-        "append": store._append,
-        "prompt": store._prompt,
-    }
-    assert {name: s.script for name, s in registered.items()} == {
+    assert {name: s.script for name, s in store._scripts.items()} == {
         name: load_script(name) for name in SCRIPTS
     }
 
