@@ -103,6 +103,14 @@ def _fail(exc: SettingsError) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Exit status as the return value: argparse's exits (usage errors 2, --help 0) too."""
+    try:
+        return _main(argv)
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else 0 if exc.code is None else 1
+
+
+def _main(argv: list[str] | None) -> int:
     args, extra = _parser().parse_known_args(argv)
     if extra:
         args.parser.error(f"unrecognized arguments: {' '.join(extra)}")

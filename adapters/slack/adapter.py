@@ -167,6 +167,11 @@ class SlackAdapter:
         except Exception as e:
             await self._socket.close_async()
             self._socket = None
+            if isinstance(e, aiohttp.ClientConnectionError | OSError | TimeoutError):
+                raise RuntimeError(
+                    f"SLACK_API_URL: could not reach Slack at {self.client.base_url} "
+                    f"({error_code(e)})"
+                ) from e
             raise RuntimeError(
                 f"SLACK_APP_TOKEN: could not open a Socket Mode connection ({error_code(e)})"
             ) from e

@@ -172,7 +172,8 @@ def test_a_bad_scope_is_a_one_line_error_with_exit_code_2(
 def test_show_reset_and_history_take_no_text(shell, capsys):
     code, out, err = run(capsys, "show", "extra")
     assert (code, out) == (2, "")
-    assert err == "threadwise: prompt show takes no text\n"
+    assert err.startswith("usage: threadwise prompt ")
+    assert err.endswith("threadwise prompt: error: prompt show takes no text (got 'extra')\n")
 
 
 def test_a_prompt_set_from_the_shell_is_what_the_chat_sends_next(
