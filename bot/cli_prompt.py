@@ -91,6 +91,8 @@ async def run_prompt(
             "(without it the change would vanish when this command exits)"
         )
     if action == "set" and text is None:
+        if sys.stdin.isatty():
+            print("threadwise: type the prompt, then Ctrl-D on a line of its own", file=sys.stderr)
         text = await asyncio.to_thread(sys.stdin.read)
     flag = "--global" if scope == "global" else ("--workspace" if len(parts) == 2 else "")
     command = f"!prompt {action}" + (f" {flag}" if flag else "")
