@@ -76,11 +76,13 @@ def _parser() -> argparse.ArgumentParser:
         formatter_class=raw,
     )
     doctor.set_defaults(run=_doctor)
-    # Subcommands of other modules: each module's `register(sub)` adds its parser, with
-    # `set_defaults(run=fn)`, fn(args, settings) -> exit code. One line per module here.
+    # Subcommands of other modules: each module's `register(sub)` adds its parser(s) with
+    # `set_defaults(run=fn)`, where fn(args, settings) -> exit code runs after settings and
+    # logging are set up (`intermixed=True` too for options among free words). One line each:
     cli_prompt.register(sub)
-    for name, parser in sub.choices.items():
-        parser.set_defaults(parser=parser, name=name)  # usage errors show the subcommand's usage
+    for parser in sub.choices.values():
+        # Usage errors found after parsing show the subcommand's usage: `args.cli_parser.error`.
+        parser.set_defaults(cli_parser=parser)
     return p
 
 
@@ -113,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
 def _main(argv: list[str] | None) -> int:
     args, extra = _parser().parse_known_args(argv)
     if extra:
-        args.parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        args.cli_parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         settings = load_settings()
     except SettingsError as exc:

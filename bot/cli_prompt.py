@@ -62,7 +62,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _run(args: argparse.Namespace, settings: Settings) -> int:
     if args.action != "set" and args.text:
-        args.parser.error(f"prompt {args.action} takes no text (got {' '.join(args.text)!r})")
+        args.cli_parser.error(f"prompt {args.action} takes no text (got {' '.join(args.text)!r})")
     text = " ".join(args.text) if args.text and args.text != ["-"] else None
     return asyncio.run(run_prompt(settings, args.action, text, args.scope, sys.stdout))
 
