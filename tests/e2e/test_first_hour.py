@@ -213,6 +213,22 @@ async def test_serve_stops_in_one_line_when_slack_refuses_the_app_token(tmp_path
     assert "xapp-1-wrong" not in out + err
 
 
+async def test_serve_stops_in_one_line_when_slack_refuses_the_bot_token(tmp_path):
+    async with FakeOpenAI() as fake, FakeSlack() as slack:
+        env = model(
+            fake,
+            SLACK_BOT_TOKEN="xoxb-1-wrong",
+            SLACK_SIGNING_SECRET=DEFAULT_SIGNING_SECRET,
+            SLACK_API_URL=slack.api_url,
+        )
+        code, out, err = await run_cli(["serve"], env, cwd=tmp_path)
+    assert code == 1
+    assert "Traceback" not in out + err
+    assert err.splitlines()[-1] == (
+        "threadwise: slack did not start: SLACK_BOT_TOKEN: Slack refused it (invalid_auth)"
+    )
+
+
 async def test_serve_stops_in_one_line_when_slack_cannot_be_reached(tmp_path):
     api_url = f"http://127.0.0.1:{free_port()}/api/"
     async with FakeOpenAI() as fake:
