@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import getpass
 import logging
 import sys
 from functools import partial
@@ -16,9 +15,27 @@ from typing import TextIO
 
 from pydantic import SecretStr
 
+from bot import cli_prompt
 from bot.app import Service, build_service
+from bot.cli_base import (
+    CHAT_HELP,
+    DESCRIPTION,
+    DOCTOR_HELP,
+    SERVE_HELP,
+    Parser,
+    banner,
+    package_version,
+)
 from bot.doctor import Check, PlatformCheck, known, run_doctor
-from bot.messages import Adapter, IncomingMessage
+from bot.messages import Adapter
+from bot.preflight import (
+    LastFailure,
+    env_file_note,
+    error_counts,
+    redis_start_warning,
+    turn_failure_hint,
+)
+from bot.server import StartFailed
 from bot.settings import Settings, SettingsError, load_settings
 
 log = logging.getLogger("threadwise.cli")
@@ -26,21 +43,46 @@ log = logging.getLogger("threadwise.cli")
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="threadwise", description="Slack and Teams chatbot on Azure OpenAI"
+        prog="threadwise",
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    sub = p.add_subparsers(dest="command", required=True)
-    sub.add_parser("serve", help="run the service for every configured platform")
-    chat = sub.add_parser("chat", help="talk to the bot from the terminal")
-    chat.add_argument("--thread", default="default", help="conversation name (default: default)")
-    sub.add_parser("doctor", help="check settings and dependencies")
-    prompt = sub.add_parser("prompt", help="show or change system prompts")
-    prompt.add_argument("action", choices=["show", "set", "reset", "history"])
-    prompt.add_argument("text", nargs="?", help="prompt text for `set` (or - for stdin)")
-    prompt.add_argument(
-        "--scope",
-        default="global",
-        help="global | <platform>:<workspace> | <platform>:<workspace>:<channel>",
+    p.add_argument("--version", action="version", version=f"threadwise {package_version()}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=Parser)
+    raw = argparse.RawDescriptionHelpFormatter
+    serve = sub.add_parser(
+        "serve",
+        help="run the service for every configured platform",
+        description=SERVE_HELP,
+        formatter_class=raw,
     )
+    serve.set_defaults(run=_serve, service_logs=True)
+    chat = sub.add_parser(
+        "chat",
+        help="talk to the bot from the terminal",
+        description=CHAT_HELP,
+        formatter_class=raw,
+    )
+    chat.add_argument(
+        "--thread",
+        default="default",
+        help="conversation name, remembered with REDIS_URL (default: default)",
+    )
+    chat.set_defaults(run=_chat)
+    doctor = sub.add_parser(
+        "doctor",
+        help="check settings and dependencies",
+        description=DOCTOR_HELP,
+        formatter_class=raw,
+    )
+    doctor.set_defaults(run=_doctor)
+    # Subcommands of other modules: each module's `register(sub)` adds its parser(s) with
+    # `set_defaults(run=fn)`, where fn(args, settings) -> exit code runs after settings and
+    # logging are set up (`intermixed=True` too for options among free words). One line each:
+    cli_prompt.register(sub)
+    for parser in sub.choices.values():
+        # Usage errors found after parsing show the subcommand's usage: `args.cli_parser.error`.
+        parser.set_defaults(cli_parser=parser)
     return p
 
 
@@ -54,34 +96,66 @@ def _service_loop():
     return uvloop.new_event_loop
 
 
+def _fail(exc: SettingsError) -> int:
+    text = str(exc)
+    if ": not set" in text or "no platform configured" in text:
+        text += f" ({env_file_note()})"
+    print(f"threadwise: {text}", file=sys.stderr)
+    return 2
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    """Exit status as the return value: argparse's exits (usage errors 2, --help 0) too."""
+    try:
+        return _main(argv)
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else 0 if exc.code is None else 1
+
+
+def _main(argv: list[str] | None) -> int:
+    args, extra = _parser().parse_known_args(argv)
+    if extra:
+        args.cli_parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         settings = load_settings()
     except SettingsError as exc:
-        print(f"threadwise: {exc}", file=sys.stderr)
-        return 2
+        return _fail(exc)
     from bot.logs import setup_logging
 
-    if args.command in ("chat", "doctor", "prompt"):
-        # Human-facing commands: library chatter would bury the conversation or the report.
-        setup_logging("ERROR", "text", settings.secrets())
-    else:
+    if getattr(args, "service_logs", False):
         setup_logging(settings.log_level, settings.log_format, settings.secrets())
+    else:
+        # Human-facing commands: silent unless LOG_LEVEL is set, then one line per record
+        # (a traceback only at DEBUG), so library chatter never buries the conversation.
+        explicit = "log_level" in settings.model_fields_set
+        setup_logging(
+            settings.log_level if explicit else "ERROR",
+            "line",
+            settings.secrets(),
+            quiet=not explicit,
+        )
     try:
-        if args.command == "serve":
-            with asyncio.Runner(loop_factory=_service_loop()) as runner:
-                return runner.run(run_serve(settings))
-        if args.command == "chat":
-            return asyncio.run(run_chat(settings, args.thread, sys.stdin, sys.stdout))
-        if args.command == "doctor":
-            return asyncio.run(run_doctor(settings, sys.stdout, doctor_checks(settings)))
-        return asyncio.run(run_prompt(settings, args.action, args.text, args.scope, sys.stdout))
+        return args.run(args, settings)
     except SettingsError as exc:
+        return _fail(exc)
+    except StartFailed as exc:
         print(f"threadwise: {exc}", file=sys.stderr)
-        return 2
+        return 1
     except KeyboardInterrupt:
         return 130
+
+
+def _serve(args: argparse.Namespace, settings: Settings) -> int:
+    with asyncio.Runner(loop_factory=_service_loop()) as runner:
+        return runner.run(run_serve(settings))
+
+
+def _chat(args: argparse.Namespace, settings: Settings) -> int:
+    return asyncio.run(run_chat(settings, args.thread, sys.stdin, sys.stdout))
+
+
+def _doctor(args: argparse.Namespace, settings: Settings) -> int:
+    return asyncio.run(run_doctor(settings, sys.stdout, doctor_checks(settings)))
 
 
 # ------------------------------------------------------------------------------------ serve
@@ -181,26 +255,6 @@ def check_anonymous_teams(settings: Settings) -> None:
         )
 
 
-def banner(settings: Settings, adapters: list[Adapter]) -> str:
-    store = (
-        f"Redis (prefix {settings.redis_key_prefix!r})"
-        if settings.redis_url
-        else "in-process (no REDIS_URL: memory is lost on restart and not shared)"
-    )
-    lines = [
-        f"threadwise serving on http://{settings.host}:{settings.port}",
-        f"  model:   deployment {settings.azure_openai_deployment!r} at {settings.model_base_url}"
-        f" ({'key' if settings.azure_openai_api_key else 'Entra ID'} auth)",
-        f"  limits:  TOKEN_LIMIT {settings.token_limit}, MAX_RESPONSE_TOKENS "
-        f"{settings.max_response_tokens}, history TTL {settings.history_ttl_seconds}s",
-        f"  store:   {store}",
-        "  routes:  GET /healthz, GET /readyz, GET /metrics",
-    ]
-    for a in adapters:
-        lines.append(f"  {a.name + ':':<8} " + ", ".join(a.routes()))
-    return "\n".join(lines)
-
-
 async def run_serve(settings: Settings) -> int:
     from bot.server import serve
 
@@ -218,6 +272,8 @@ async def run_serve(settings: Settings) -> int:
         await service.close()
         raise
     print(banner(settings, adapters), flush=True)
+    if warning := await redis_start_warning(settings, service.store):
+        log.warning(warning)
     await serve(service, adapters)
     return 0
 
@@ -246,7 +302,7 @@ def doctor_checks(settings: Settings) -> list[PlatformCheck]:
                 check_slack,
                 bot_token=settings.slack_bot_token.get_secret_value(),
                 api_url=settings.slack_api_url,
-                socket_mode=settings.slack_app_token is not None,
+                app_token=_secret(settings.slack_app_token),
             )
         )
     if not settings.teams_enabled:
@@ -273,21 +329,28 @@ def doctor_checks(settings: Settings) -> list[PlatformCheck]:
 # ------------------------------------------------------------------------------------- chat
 
 
-async def run_chat(settings: Settings, thread: str, stdin: TextIO, stdout: TextIO) -> int:
+async def run_chat(
+    settings: Settings, thread: str, stdin: TextIO, stdout: TextIO, stderr: TextIO | None = None
+) -> int:
     from adapters.console import Console
 
+    stderr = stderr or sys.stderr
     settings.require_model()
     service = build_service(settings)
     console = Console(thread, stdout)
     interactive = stdin.isatty()
-    where = "Redis" if settings.redis_url else "memory (this session only)"
+    kept = "kept in Redis" if settings.redis_url else "kept for this session only (no REDIS_URL)"
     print(
-        f"threadwise chat — thread {thread!r}, memory in {where}. "
+        f"threadwise chat — thread {thread!r}, conversation {kept}. "
         "Type !help for commands, Ctrl-D to quit.",
         file=stdout,
         flush=True,
     )
+    failures = LastFailure()
+    logging.getLogger().addHandler(failures)
     try:
+        if warning := await redis_start_warning(settings, service.store):
+            print(f"threadwise: {warning}", file=stderr, flush=True)
         while True:
             if interactive:
                 stdout.write("you> ")
@@ -301,56 +364,15 @@ async def run_chat(settings: Settings, thread: str, stdin: TextIO, stdout: TextI
             if interactive:
                 stdout.write("bot> ")
                 stdout.flush()
+            before, failures.exc = error_counts(service.metrics), None
             await service.responder.handle(console.message(text), console.reply())
+            after = error_counts(service.metrics)
+            if hint := turn_failure_hint(before, after, settings, failures.exc):
+                print(f"threadwise: {hint}", file=stderr, flush=True)
     finally:
+        logging.getLogger().removeHandler(failures)
         await service.close()
     return 0
-
-
-# ----------------------------------------------------------------------------------- prompt
-
-
-async def run_prompt(
-    settings: Settings, action: str, text: str | None, scope: str, out: TextIO
-) -> int:
-    """The chat's `!prompt` handlers from a shell, recorded in the audit as `cli:<os user>`."""
-    # A Teams channel id has colons of its own (19:…@thread.tacv2): split at most twice.
-    parts = scope.split(":", 2)
-    if scope != "global" and not (
-        2 <= len(parts) <= 3 and all(parts) and parts[0] in ("slack", "teams")
-    ):
-        raise SettingsError(
-            f"--scope: {scope!r} is not global, <platform>:<workspace> or "
-            "<platform>:<workspace>:<channel> (platform slack or teams)"
-        )
-    if action == "set" and text in (None, "-"):
-        text = await asyncio.to_thread(sys.stdin.read)
-    elif action != "set" and text:
-        print(f"threadwise: prompt {action} takes no text", file=sys.stderr)
-        return 2
-    flag = "--global" if scope == "global" else ("--workspace" if len(parts) == 2 else "")
-    command = f"!prompt {action}" + (f" {flag}" if flag else "")
-    if action == "set":
-        command += "\n" + (text or "")
-    user = getpass.getuser()
-    message = IncomingMessage(
-        platform=parts[0] if scope != "global" else "console",  # type: ignore[arg-type]
-        workspace=parts[1] if len(parts) > 1 else "-",
-        channel=parts[2] if len(parts) > 2 else "-",
-        thread=None,
-        user_id=user,
-        user_name=f"cli:{user}",
-        text=command,
-        message_id="cli",
-        is_dm=True,
-    )
-    service = build_service(settings, with_model=False)
-    try:
-        result = await service.commands.run(message, principal=f"cli:{user}", admin=True)
-    finally:
-        await service.close()
-    print(result.text, file=out)
-    return 0 if result.ok else 1
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import TextIO
 
+from bot.preflight import env_file_note, redis_location
 from bot.settings import Settings, SettingsError
 
 
@@ -28,6 +29,21 @@ class Check:
     warn: bool = False  # works, but unsafe as configured: ⚠ and the fix, never a failure
 
 
+def _check_settings(settings: Settings) -> Check:
+    """Parsed (or doctor would not run) and complete: every required setting named at once."""
+    try:
+        settings.require_model()
+    except SettingsError as exc:
+        missing, _, fix = str(exc).partition("; ")
+        return Check(
+            "settings",
+            False,
+            missing.replace(": not set", " not set"),
+            f"{fix} ({env_file_note()})",
+        )
+    return Check("settings", True, "all settings parsed, the required ones set")
+
+
 async def _check_redis(settings: Settings) -> list[Check]:
     if settings.redis_url is None:
         return [
@@ -39,12 +55,9 @@ async def _check_redis(settings: Settings) -> list[Check]:
                 required=False,
             )
         ]
-    from urllib.parse import urlsplit
-
     from bot.store import RedisStore, StoreUnavailable
 
-    parts = urlsplit(settings.redis_url.get_secret_value())
-    where = f"{parts.scheme}://{parts.hostname}:{parts.port or 6379}"
+    where = redis_location(settings.redis_url.get_secret_value())
     store = RedisStore(
         settings.redis_url.get_secret_value(),
         prefix=settings.redis_key_prefix,
@@ -155,14 +168,15 @@ async def run_doctor(
     store_checks, *others = await asyncio.gather(
         _check_redis(settings), _check_model(settings), *(check() for check in platforms)
     )
-    checks = [Check("settings", True, "all settings parsed"), *store_checks, *others]
+    checks = [_check_settings(settings), *store_checks, *others]
     if not (settings.slack_enabled or settings.teams_enabled):
+        # Not a failure: `chat` needs no platform. Said, so `serve`'s refusal is no surprise.
         checks.append(
             Check(
                 "platforms",
-                False,
-                "Slack or Teams settings",
-                "`serve` needs SLACK_BOT_TOKEN or MICROSOFT_APP_ID (chat works without)",
+                None,
+                "no Slack or Teams settings: `chat` works; `serve` needs SLACK_BOT_TOKEN or "
+                "MICROSOFT_APP_ID",
                 required=False,
             )
         )

@@ -124,25 +124,83 @@ class TextFormatter(logging.Formatter):
         return base
 
 
-def setup_logging(level: str, fmt: str, secrets: Iterable[str] = (), stream=None) -> None:
+class OneLineFormatter(TextFormatter):
+    """For a person at a terminal: one line per record; the traceback only at DEBUG.
+
+    Without DEBUG an exception is named by its last line's type and first line of message (a
+    DefaultAzureCredential failure is 20 lines of attempted credentials otherwise), taken from
+    the traceback text `SecretFilter` has already masked.
+    """
+
+    def format(self, record: logging.LogRecord) -> str:
+        if logging.getLogger().isEnabledFor(logging.DEBUG):
+            return super().format(record)
+        exc_text, exc_info = record.exc_text, record.exc_info
+        record.exc_text, record.exc_info = None, None
+        try:
+            text = super().format(record)
+        finally:
+            record.exc_text, record.exc_info = exc_text, exc_info
+        if exc_text:
+            text += f" ({_last_exception_line(exc_text)})"
+        return " ".join(text.splitlines())
+
+
+def _last_exception_line(traceback_text: str) -> str:
+    lines = traceback_text.splitlines()
+    starts = [i for i, line in enumerate(lines) if line.startswith("Traceback (")]
+    for line in lines[(starts[-1] + 1 if starts else 0) :]:
+        if line and not line[0].isspace():
+            return line.rsplit(".", 1)[-1] if ":" not in line else _short(line)
+    return lines[-1].strip() if lines else ""
+
+
+def _short(line: str) -> str:
+    name, _, message = line.partition(":")
+    return f"{name.rsplit('.', 1)[-1]}:{message}"
+
+
+def setup_logging(
+    level: str, fmt: str, secrets: Iterable[str] = (), stream=None, *, quiet: bool = False
+) -> logging.Handler:
+    """One handler on the root logger, masking secrets; `quiet` keeps it silent (chat's default).
+
+    Quiet, records are still made at `level` (other handlers, such as chat's failure hint,
+    see them) but this handler prints none.
+    """
     handler = logging.StreamHandler(stream or sys.stderr)
-    handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
+    handler.setFormatter(
+        JsonFormatter()
+        if fmt == "json"
+        else OneLineFormatter()
+        if fmt == "line"
+        else TextFormatter()
+    )
     handler.addFilter(ContextFilter())
     handler.addFilter(SecretFilter(secrets))
+    if quiet:
+        handler.setLevel(logging.CRITICAL + 1)
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level)
-    # Libraries log request bodies and headers at DEBUG; keep them quiet unless asked.
+    # Libraries log request bodies and headers at DEBUG: they stay at WARNING unless DEBUG is
+    # asked for, and then follow it (openai's retries and responses, httpx's and aiohttp's
+    # requests) — secrets are still masked by SecretFilter.
+    wanted = logging.getLevelName(level)
     for noisy in (
         "openai",
         "httpx",
         "httpx2",
         "httpcore",
+        "aiohttp",
         "slack_bolt",
         "slack_sdk",
         "msal",
         "azure",
     ):
-        logging.getLogger(noisy).setLevel(max(logging.getLevelName(level), logging.WARNING))
+        logging.getLogger(noisy).setLevel(
+            wanted if wanted <= logging.DEBUG else max(wanted, logging.WARNING)
+        )
+    return handler

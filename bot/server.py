@@ -20,6 +20,11 @@ MAX_BODY_BYTES = 1024 * 1024  # Slack and Teams payloads are a few KB; refuse fl
 SERVICE_KEY = web.AppKey("service", Service)
 DRAINING_KEY = web.AppKey("draining", dict)
 PROBE_KEY = web.AppKey("probe", dict)  # what readiness probes logged already
+ADAPTERS_KEY = web.AppKey("adapters", list)
+
+
+class StartFailed(Exception):
+    """An adapter could not start (a refused token, an unreachable platform): one line, why."""
 
 
 @web.middleware
@@ -64,6 +69,12 @@ async def readyz(request: web.Request) -> web.Response:
         await _check_eviction(service, probe)
     if request.app[DRAINING_KEY].get("on"):
         return web.json_response({"status": "not ready", "reason": "shutting down"}, status=503)
+    for adapter in request.app[ADAPTERS_KEY]:
+        # An adapter that can tell (Slack: whether auth.test has answered) says if it can
+        # handle events; one that cannot is ready once started.
+        ready = getattr(adapter, "ready", None)
+        if ready is not None and not await ready():
+            return web.json_response({"status": "not ready", "reason": adapter.name}, status=503)
     return web.json_response({"status": "ready"})
 
 
@@ -113,6 +124,7 @@ def build_app(service: Service, adapters: list[Adapter]) -> web.Application:
     app[SERVICE_KEY] = service
     app[DRAINING_KEY] = {"on": False}
     app[PROBE_KEY] = {}
+    app[ADAPTERS_KEY] = list(adapters)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)
@@ -135,8 +147,22 @@ async def serve(service: Service, adapters: list[Adapter], *, grace: float = 60.
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    for adapter in adapters:
-        await adapter.start()
+    started: list[Adapter] = []
+    try:
+        for adapter in adapters:
+            await adapter.start()
+            started.append(adapter)
+    except Exception as exc:
+        # Nothing was served yet: close what was opened and say why in one line (the CLI
+        # prints it), rather than a traceback from deep inside the platform SDK.
+        for adapter in reversed(started):
+            try:
+                await adapter.close()
+            except Exception:
+                log.exception("adapter close failed")
+        await runner.cleanup()
+        await service.close()
+        raise StartFailed(f"{adapter.name} did not start: {exc}") from exc
     # What start-up built (modules, clients, apps) lives as long as the process: freeze it out
     # of the cyclic GC, so collections scan only what turns allocate, not every start-up object
     # too (full-collection pauses were the ack latency tail; bench/README.md).

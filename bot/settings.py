@@ -8,6 +8,7 @@ never makes a valid configuration fail: unset, PROMPT_MAX_TOKENS follows the tok
 from __future__ import annotations
 
 from typing import Literal
+from urllib.parse import urlsplit
 
 from pydantic import (
     AliasChoices,
@@ -29,6 +30,26 @@ from bot.trimming import (
 
 class SettingsError(Exception):
     """A setting is missing or invalid; `str()` is the one line to show the operator."""
+
+
+def azure_resource_url(value: str) -> str:
+    """AZURE_OPENAI_ENDPOINT as the resource URL, from any of the forms the portal shows.
+
+    `https://<resource>.openai.azure.com` is what the v1 base URL is built from; the same with
+    `/openai/v1/`, or the portal's "Target URI" (`/openai/deployments/<name>/chat/completions
+    ?api-version=…`), is reduced to it. Any other path is refused with the form to use.
+    """
+    parts = urlsplit(value.strip())
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError("needs an http(s):// URL, https://<resource>.openai.azure.com")
+    path = parts.path.rstrip("/")
+    resource = f"{parts.scheme}://{parts.netloc}"
+    if path in ("", "/openai", "/openai/v1") or path.startswith("/openai/deployments/"):
+        return resource
+    raise ValueError(
+        f"give the resource URL without a path, {resource} (the v1 path is added); for "
+        "another OpenAI-compatible server set OPENAI_BASE_URL to its /v1/ URL instead"
+    )
 
 
 def _alias(*names: str) -> AliasChoices:
@@ -145,6 +166,11 @@ class Settings(BaseSettings):
             raise ValueError("needs an http(s):// URL")
         return value
 
+    @field_validator("azure_openai_endpoint")
+    @classmethod
+    def _azure_resource(cls, value: str | None) -> str | None:
+        return azure_resource_url(value) if value else value
+
     @field_validator("redis_url")
     @classmethod
     def _redis_url(cls, value: SecretStr | None) -> SecretStr | None:
@@ -240,16 +266,32 @@ class Settings(BaseSettings):
         return bool(self.microsoft_app_id) or self.teams_allow_anonymous
 
     def require_model(self) -> None:
-        """Raise the one-line error `chat`/`serve` show when the model is not configured."""
+        """Raise the one-line error `chat`/`serve` show when the model is not configured.
+
+        Every missing model setting is named at once, so one run tells the whole fix.
+        """
+        missing = []
         if not self.model_base_url:
-            raise SettingsError(
-                "AZURE_OPENAI_ENDPOINT: not set; set it to https://<resource>.openai.azure.com "
-                "(or OPENAI_BASE_URL to any OpenAI-compatible /v1/ URL)"
+            missing.append(
+                (
+                    "AZURE_OPENAI_ENDPOINT",
+                    "AZURE_OPENAI_ENDPOINT to https://<resource>.openai.azure.com "
+                    "(or OPENAI_BASE_URL to any OpenAI-compatible /v1/ URL)",
+                )
             )
         if not self.azure_openai_deployment:
-            raise SettingsError(
-                "AZURE_OPENAI_DEPLOYMENT: not set; set it to your chat model deployment's name"
+            missing.append(
+                (
+                    "AZURE_OPENAI_DEPLOYMENT",
+                    "AZURE_OPENAI_DEPLOYMENT to your chat model deployment's name",
+                )
             )
+        if len(missing) == 1:
+            name, fix = missing[0]
+            raise SettingsError(f"{name}: not set; set {fix.replace(name + ' ', 'it ', 1)}")
+        if missing:
+            names = " and ".join(name for name, _ in missing)
+            raise SettingsError(f"{names}: not set; set " + ", and ".join(f for _, f in missing))
 
     def secrets(self) -> list[str]:
         """Every configured secret value, so logging can prove none of them is ever printed."""
@@ -299,7 +341,8 @@ def load_settings(**overrides: object) -> Settings:
         if loc:
             name = _env_name(Settings, str(loc[0]))
             got = err.get("input")
-            secret = name in _SECRET_NAMES
-            shown = "" if secret or isinstance(got, dict) else f" (got {got!r})"
+            # BOT_ADMINS' message names the entry that is wrong: the whole value again is noise.
+            names_input = name in _SECRET_NAMES or name == "BOT_ADMINS"
+            shown = "" if names_input or isinstance(got, dict) else f" (got {got!r})"
             raise SettingsError(f"{name}: {msg.removeprefix('Value error, ')}{shown}") from None
         raise SettingsError(msg.removeprefix("Value error, ")) from None

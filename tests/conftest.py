@@ -6,7 +6,6 @@ import os
 import shutil
 import socket
 import subprocess
-import tempfile
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -14,7 +13,7 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 import redis
 
-from tests.support.helpers import delete_prefix, free_port
+from tests.support.helpers import SESSION, delete_prefix, free_port
 
 DEFAULT_REDIS = os.environ.get("THREADWISE_TEST_REDIS", "redis://127.0.0.1:6379/0")
 
@@ -31,7 +30,7 @@ class RedisServer:
 
     def __init__(self, port: int | None = None) -> None:
         self.port = port or free_port()
-        self.dir = tempfile.mkdtemp(prefix="tw-redis-")
+        self.dir = SESSION.mkdtemp("tw-redis-")
         self.proc: subprocess.Popen | None = None
 
     @property
@@ -59,18 +58,40 @@ class RedisServer:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        deadline = time.monotonic() + 10
+        SESSION.pids.add(self.proc.pid)
+        deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             if _answers(self.url):
                 return
             time.sleep(0.05)
+        self.stop(remove=True)
         raise RuntimeError("redis-server did not start")
 
-    def stop(self) -> None:
+    def stop(self, *, remove: bool = False) -> None:
+        """Stop the server (it may be started again on the same port, unless `remove`)."""
         if self.proc is not None:
             self.proc.terminate()
-            self.proc.wait(10)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+            SESSION.pids.discard(self.proc.pid)
             self.proc = None
+        if remove:
+            SESSION.rmtree(self.dir)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def nothing_left_behind() -> Iterator[None]:
+    """At the end of the run, no process or temp folder this session started is left.
+
+    Torn down last (session scope, autouse): by then every test and fixture has stopped what
+    it started. Anything still there is removed, and reported as an error naming it.
+    """
+    yield
+    live, dirs = SESSION.clean_up()
+    assert not (live or dirs), f"left behind by the tests: processes {live}, folders {dirs}"
 
 
 @pytest.fixture(scope="session")
@@ -80,22 +101,22 @@ def redis_url() -> Iterator[str]:
         yield DEFAULT_REDIS
         return
     server = RedisServer()
-    server.start()
     try:
+        server.start()
         yield server.url
     finally:
-        server.stop()
+        server.stop(remove=True)
 
 
 @pytest.fixture
 def redis_server() -> Iterator[RedisServer]:
     """A Redis only this test uses, for stopping and restarting it (outage tests)."""
     server = RedisServer()
-    server.start()
     try:
+        server.start()
         yield server
     finally:
-        server.stop()
+        server.stop(remove=True)
 
 
 @pytest.fixture

@@ -47,6 +47,7 @@ log = logging.getLogger("threadwise.slack")
 EVENTS_PATH = "/slack/events"
 SOCKET_CONNECT_TIMEOUT_SECONDS = 30.0
 CLOSE_GRACE_SECONDS = 5.0
+READY_PROBE_SECONDS = 2.0  # a readiness probe's own budget for asking auth.test again
 
 
 class SlackAdapter:
@@ -166,6 +167,11 @@ class SlackAdapter:
         except Exception as e:
             await self._socket.close_async()
             self._socket = None
+            if isinstance(e, aiohttp.ClientConnectionError | OSError | TimeoutError):
+                raise RuntimeError(
+                    f"SLACK_API_URL: could not reach Slack at {self.client.base_url} "
+                    f"({error_code(e)})"
+                ) from e
             raise RuntimeError(
                 f"SLACK_APP_TOKEN: could not open a Socket Mode connection ({error_code(e)})"
             ) from e
@@ -217,6 +223,16 @@ class SlackAdapter:
         if resp.status == 404:
             return web.Response(status=200)  # nothing here for it; acknowledged, not retried
         return await to_aiohttp_response(resp)
+
+    async def ready(self) -> bool:
+        """For `/readyz`: not ready until auth.test has answered (asked again, briefly)."""
+        if self._auth is not None:
+            return True
+        try:
+            async with asyncio.timeout(READY_PROBE_SECONDS):
+                return await self._ready()
+        except TimeoutError:
+            return False
 
     async def _ready(self) -> bool:
         """Whether the bot knows who it is (auth.test), asking Slack when it does not yet."""

@@ -1,4 +1,9 @@
-"""Slack's part of `threadwise doctor`: the bot token, tried with the client `serve` uses."""
+"""Slack's part of `threadwise doctor`: the tokens, tried with the client `serve` uses.
+
+The bot token by `auth.test`; in Socket Mode the app token too, by `apps.connections.open`
+(the call serve's first connection makes: the WebSocket URL it hands out is left unused and
+expires).
+"""
 
 from __future__ import annotations
 
@@ -8,7 +13,7 @@ from adapters.slack.api import error_code, make_client
 from bot.doctor import Check
 
 
-async def check_slack(*, bot_token: str, api_url: str, socket_mode: bool) -> Check:
+async def check_slack(*, bot_token: str, api_url: str, app_token: str | None = None) -> Check:
     """`auth.test` through `make_client`, so doctor calls exactly the URL serve will call."""
     client = make_client(bot_token, api_url)
     try:
@@ -24,7 +29,20 @@ async def check_slack(*, bot_token: str, api_url: str, socket_mode: bool) -> Che
         return Check(
             "slack", False, "auth.test", f"could not reach {api_url} ({type(exc).__name__})"
         )
-    mode = "Socket Mode" if socket_mode else "HTTP (POST /slack/events)"
-    return Check(
-        "slack", True, f"auth.test → team {resp.get('team')}, bot {resp.get('user')}; {mode}"
-    )
+    tried = f"auth.test → team {resp.get('team')}, bot {resp.get('user')}"
+    if app_token is None:
+        return Check("slack", True, f"{tried}; HTTP (POST /slack/events)")
+    tried += "; Socket Mode: apps.connections.open"
+    try:
+        await make_client(app_token, api_url).apps_connections_open(app_token=app_token)
+    except SlackApiError as exc:
+        return Check(
+            "slack",
+            False,
+            tried,
+            f"Slack said {error_code(exc)}: check SLACK_APP_TOKEN (xapp-…, an app-level "
+            "token with the connections:write scope) and that Socket Mode is on for the app",
+        )
+    except Exception as exc:
+        return Check("slack", False, tried, f"could not reach {api_url} ({type(exc).__name__})")
+    return Check("slack", True, tried + " → ok")

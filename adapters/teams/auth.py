@@ -191,7 +191,15 @@ def caller_of(identity: ClaimsIdentity) -> str | None:
 
 
 class CredentialsError(Exception):
-    """The bot's Microsoft Entra credentials do not yield a token (one line, no secrets)."""
+    """The bot's Microsoft Entra credentials do not yield a token (one line, no secrets).
+
+    `unreachable`: Entra ID was not reached at all (network, DNS, proxy), so nothing is known
+    about the credentials themselves.
+    """
+
+    def __init__(self, message: str, *, unreachable: bool = False) -> None:
+        super().__init__(message)
+        self.unreachable = unreachable
 
 
 async def verify_credentials(
@@ -217,7 +225,11 @@ async def verify_credentials(
             token = await provider.get_access_token(scope, [scope + "/.default"])
     except TimeoutError:
         raise CredentialsError(
-            f"no answer from Microsoft Entra ID within {timeout:.0f} s"
+            f"no answer from Microsoft Entra ID within {timeout:.0f} s", unreachable=True
+        ) from None
+    except OSError as exc:  # requests' ConnectionError, DNS, TLS: Entra ID never answered
+        raise CredentialsError(
+            f"could not reach Microsoft Entra ID ({type(exc).__name__})", unreachable=True
         ) from None
     except Exception as exc:
         codes = re.findall(r"AADSTS\d+", str(exc))

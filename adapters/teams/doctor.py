@@ -31,6 +31,14 @@ async def check_teams(
                 app_id=app_id, app_password=app_password, tenant_id=tenant_id, app_type=app_type
             )
     except CredentialsError as exc:
+        if exc.unreachable:
+            return Check(
+                "teams",
+                False,
+                tried,
+                f"{exc}: check the network, DNS and any proxy to login.microsoftonline.com "
+                "(the credentials were not tried)",
+            )
         return Check(
             "teams",
             False,

@@ -214,7 +214,7 @@ async def test_long_reply_is_split_under_the_teams_size_limit(service, model, co
             sum(len(m.text) for m in finished_messages(connector, act["conversation"]["id"]))
             >= len(long_reply) - 10
         ),
-        timeout=30,
+        timeout=120,
     )
     parts = [m.text for m in finished_messages(connector, act["conversation"]["id"])]
     assert len(parts) >= 2
@@ -236,7 +236,7 @@ async def test_long_streamed_reply_finalizes_the_stream_and_continues(
             len(finished_messages(connector, conv)) >= 2
             and sum(len(m.text) for m in finished_messages(connector, conv)) >= len(long_reply) - 10
         ),
-        timeout=30,
+        timeout=120,
     )
     messages = finished_messages(connector, conv)
     assert messages[0].stream and messages[0].stream["streamType"] == "final"

@@ -297,10 +297,14 @@ class Stack:
         return self.services[0]
 
     async def close(self) -> None:
-        for svc in self.services:
-            await svc.stop()
-        with contextlib.suppress(Exception):  # a test's own Redis may be down by now
-            await delete_prefix(self.redis_url, self.prefix)
+        """Stop every service (each one even if stopping another failed), then the keys."""
+        try:
+            for svc in self.services:
+                with contextlib.suppress(Exception):
+                    await svc.stop()
+        finally:
+            with contextlib.suppress(Exception):  # a test's own Redis may be down by now
+                await delete_prefix(self.redis_url, self.prefix)
 
     def reset(self) -> None:
         self.model.reset()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import io
 import logging
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -172,7 +173,8 @@ def test_a_bad_scope_is_a_one_line_error_with_exit_code_2(
 def test_show_reset_and_history_take_no_text(shell, capsys):
     code, out, err = run(capsys, "show", "extra")
     assert (code, out) == (2, "")
-    assert err == "threadwise: prompt show takes no text\n"
+    assert err.startswith("usage: threadwise prompt ")
+    assert err.endswith("threadwise prompt: error: prompt show takes no text (got 'extra')\n")
 
 
 def test_a_prompt_set_from_the_shell_is_what_the_chat_sends_next(
@@ -266,3 +268,68 @@ def test_a_refused_set_exits_non_zero(shell, capsys, monkeypatch):
     code, out, _ = run(capsys, "set", "one two three four five six seven eight")
     assert "Nothing changed" in out
     assert code != 0
+
+
+# ------------------------------------------------- words and options in any order (issue 14)
+
+
+def test_the_readmes_example_reads_the_prompt_from_stdin_after_the_scope(
+    shell, capsys, redis_url, key_prefix
+):
+    code, _, err = run(capsys, "set", "--scope", "slack:T024BE7LD", "-", stdin=MULTILINE)
+    assert (code, err) == (0, ""), err
+    assert stored(redis_url, key_prefix, "slack:T024BE7LD") == {"slack:T024BE7LD": MULTILINE}
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["set", "--scope", "slack:T1", "Hello"],
+        ["--scope", "slack:T1", "set", "Hello"],
+        ["set", "Hello", "--scope", "slack:T1"],
+    ],
+)
+def test_options_may_come_anywhere_among_the_words(shell, capsys, redis_url, key_prefix, argv):
+    code, _, err = run(capsys, *argv)
+    assert (code, err) == (0, "")
+    assert stored(redis_url, key_prefix, "slack:T1") == {"slack:T1": "Hello"}
+
+
+def test_unquoted_words_are_the_prompt_as_in_chat(shell, capsys, redis_url, key_prefix):
+    code, _, _ = run(capsys, "set", "Be", "very", "--scope", "slack:T1", "brief")
+    assert code == 0
+    assert stored(redis_url, key_prefix, "slack:T1") == {"slack:T1": "Be very brief"}
+    run(capsys, "set", "Be", "very", "brief")
+    assert stored(redis_url, key_prefix, GLOBAL) == {GLOBAL: "Be very brief"}
+
+
+@pytest.mark.parametrize("argv", [["set", "--bogus", "x"], ["sett", "x"], ["show", "--scope"]])
+def test_a_usage_error_shows_the_prompt_usage(shell, capsys, argv):
+    code, out, err = run(capsys, *argv)
+    assert (code, out) == (2, "")
+    assert err.startswith("usage: threadwise prompt ")
+    assert "threadwise prompt: error:" in err
+
+
+@pytest.mark.parametrize("action", ["set", "reset"])
+def test_a_change_without_redis_is_refused_in_one_line(shell, capsys, monkeypatch, action):
+    monkeypatch.delenv("REDIS_URL")
+    code, out, err = run(capsys, action, *(["Hello"] if action == "set" else []))
+    assert (code, out) == (2, "")
+    [line] = err.splitlines()
+    assert line.startswith(f"threadwise: REDIS_URL: not set; `prompt {action}` changes")
+
+
+@pytest.mark.parametrize("action", ["show", "history", "set"])
+def test_redis_down_is_one_line_naming_the_host_not_the_password(
+    shell, capsys, monkeypatch, action
+):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setenv("REDIS_URL", f"redis://:pw-hunter2@127.0.0.1:{port}/0")
+    code, out, err = run(capsys, action, *(["Hello"] if action == "set" else []))
+    assert (code, out) == (1, "")
+    [line] = err.splitlines()
+    assert line.startswith(f"threadwise: Redis at redis://127.0.0.1:{port} did not answer")
+    assert "pw-hunter2" not in err

@@ -373,11 +373,11 @@ async def test_ack_does_not_wait_for_the_name_lookup_or_the_reply(slack):
 
         await asyncio.sleep(5)
 
-    slack.fail("users.info", error="user_not_found", delay=1.5)
+    slack.fail("users.info", error="user_not_found", delay=4)
     async with running(slack, script=slow_model) as h:
-        status, _, elapsed = await h.event(app_mention("<@UBOT> hi", user="U2"))
+        status, _, _ = await h.event(app_mention("<@UBOT> hi", user="U2"))
         assert status == 200
-        assert elapsed < 0.5
+        # The lookup answers 4 s after it is asked: acked first means nothing handed over yet.
         assert h.handler.submitted == []  # still looking the name up after the ack
 
 

@@ -51,12 +51,11 @@ async def test_message_is_acknowledged_at_once_and_answered_later(connector):
 
     handler = RecordingHandler(slow_model)
     async with teams_server(handler) as (client, _):
-        started = time.monotonic()
         resp = await client.post(
             "/api/messages", json=load("group_chat_mention", service_url=connector.url)
         )
         assert resp.status == 200
-        assert time.monotonic() - started < 1.0
+        # Answered while the "model" is held at the gate: the 200 did not wait for the reply.
         assert connector.activities == []  # nothing posted while the "model" works
         gate.set()
         await handler.drain()

@@ -208,9 +208,11 @@ async def test_stream_is_finalized_before_teams_two_minute_cap_and_continues(
     posts = stream_posts(connector)
     final = [p for p in posts if p.stream["streamType"] == "final"]
     assert len(final) == 1
-    assert final[0].at - posts[0].at < 0.4 + 0.3
+    # Finalized at the cap, while words were still coming (not at the end of the reply): the
+    # words after it continue in a normal message — an ordering, whatever the machine's pace.
     plain = [m for m in connector.messages() if m.stream is None]
     assert plain, "the rest continues in a normal message"
+    assert final[0].text + "".join(m.text for m in plain) == "".join(words)
     assert final[0].text + plain[0].text == "".join(words)
     assert connector.rejected == []
 
