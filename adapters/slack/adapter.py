@@ -34,7 +34,7 @@ from slack_bolt.adapter.aiohttp import to_aiohttp_response
 from slack_bolt.async_app import AsyncApp
 
 from adapters.slack import listeners, slash
-from adapters.slack.api import DEFAULT_API_URL, error_code, log_failure, make_client
+from adapters.slack.api import DEFAULT_API_URL, configure_client, error_code, log_failure
 from adapters.slack.ingress import Admitted, admit, bolt_request
 from adapters.slack.intake import Intake, provide
 from adapters.slack.reply import SlackReplies
@@ -48,6 +48,26 @@ EVENTS_PATH = "/slack/events"
 SOCKET_CONNECT_TIMEOUT_SECONDS = 30.0
 CLOSE_GRACE_SECONDS = 5.0
 READY_PROBE_SECONDS = 2.0  # a readiness probe's own budget for asking auth.test again
+
+
+def _bolt_app(bot_token: str) -> AsyncApp:
+    """The bolt app, holding the bot token itself.
+
+    bolt reads SLACK_BOT_TOKEN from the environment on its own; given a `client` as well, it
+    warns that this token "will be unused". So bolt gets the token and makes the client, which
+    the adapter then points at SLACK_API_URL (`configure_client`).
+    """
+    return AsyncApp(
+        name="threadwise",
+        token=bot_token,
+        # bolt never sees the secret: handle_http has checked the signature (ingress.py)
+        # before bolt gets the request, and Socket Mode requests carry none.
+        signing_secret="",
+        request_verification_enabled=False,
+        # route() drops this bot's own messages itself, so they are counted as ignored.
+        ignoring_self_events_enabled=False,
+        process_before_response=False,  # ack first, then run the listener
+    )
 
 
 class SlackAdapter:
@@ -79,7 +99,10 @@ class SlackAdapter:
         self.metrics = metrics
         self._app_token = app_token
         self._signing_secret = signing_secret or ""
-        self.client = make_client(bot_token, api_url or DEFAULT_API_URL)
+        self.app = _bolt_app(bot_token)
+        # The one Web API client is bolt's own, set up for SLACK_API_URL and Slack's retries: the
+        # listeners' per-request clients copy its URL and session.
+        self.client = configure_client(self.app.client, api_url or DEFAULT_API_URL)
         self.replies = SlackReplies(self.client, metrics)
         self.names = UserNames(self.client, cache)
         self._socket: Any = None  # AsyncSocketModeHandler, made in start() (it needs a loop)
@@ -92,17 +115,6 @@ class SlackAdapter:
             thread_followups=thread_followups,
         )
 
-        self.app = AsyncApp(
-            name="threadwise",
-            client=self.client,
-            # bolt never sees the secret: handle_http has checked the signature (ingress.py)
-            # before bolt gets the request, and Socket Mode requests carry none.
-            signing_secret="",
-            request_verification_enabled=False,
-            # route() drops this bot's own messages itself, so they are counted as ignored.
-            ignoring_self_events_enabled=False,
-            process_before_response=False,  # ack first, then run the listener
-        )
         provide(self.app, self.intake)
         listeners.register(self.app)
         slash.register(self.app)

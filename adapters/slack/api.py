@@ -18,23 +18,28 @@ DEFAULT_API_URL = "https://slack.com/api/"
 
 
 def make_client(token: str, api_url: str = DEFAULT_API_URL, *, timeout: int = 30) -> AsyncWebClient:
-    """An AsyncWebClient on `api_url` that retries what Slack asks to be retried.
+    """An AsyncWebClient on `api_url` that retries what Slack asks to be retried."""
+    client = AsyncWebClient(token=token, logger=logging.getLogger("threadwise.slack.sdk"))
+    return configure_client(client, api_url, timeout=timeout)
+
+
+def configure_client(
+    client: AsyncWebClient, api_url: str = DEFAULT_API_URL, *, timeout: int = 30
+) -> AsyncWebClient:
+    """Point `client` at `api_url` and make it retry what Slack asks to be retried.
 
     429 is retried after `Retry-After` (up to 3 times), 500/503 with backoff (twice), dropped
-    connections once. slack_sdk retries nothing but connection errors unless told to.
+    connections once. slack_sdk retries nothing but connection errors unless told to. These are
+    the client's public attributes, read on every call.
     """
-    base_url = api_url if api_url.endswith("/") else api_url + "/"
-    return AsyncWebClient(
-        token=token,
-        base_url=base_url,
-        timeout=timeout,
-        logger=logging.getLogger("threadwise.slack.sdk"),
-        retry_handlers=[
-            AsyncConnectionErrorRetryHandler(max_retry_count=1),
-            AsyncRateLimitErrorRetryHandler(max_retry_count=3),
-            AsyncServerErrorRetryHandler(max_retry_count=2),
-        ],
-    )
+    client.base_url = api_url if api_url.endswith("/") else api_url + "/"
+    client.timeout = timeout
+    client.retry_handlers = [
+        AsyncConnectionErrorRetryHandler(max_retry_count=1),
+        AsyncRateLimitErrorRetryHandler(max_retry_count=3),
+        AsyncServerErrorRetryHandler(max_retry_count=2),
+    ]
+    return client
 
 
 def error_code(e: BaseException) -> str:

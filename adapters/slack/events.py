@@ -55,6 +55,8 @@ def mentions(text: str, user_id: str | None) -> bool:
 
 
 def is_dm_channel(event: Mapping[str, Any]) -> bool:
+    """Only a 1:1 DM (`im`). A group DM (`mpim`) is routed like a channel: people talk to each
+    other there, so a mention starts a thread and only that thread's replies need none."""
     channel_type = event.get("channel_type")
     if channel_type:
         return channel_type == "im"

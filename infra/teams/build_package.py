@@ -1,13 +1,19 @@
 """Build the Teams app package: manifest.json (app id filled in) + color.png + outline.png, zipped.
 
     python infra/teams/build_package.py --app-id <MICROSOFT_APP_ID> [--version 1.0.1]
-                                        [--name "Threadwise"] [--output threadwise-teams.zip]
+        [--name "Threadwise"] [--privacy-url URL] [--terms-url URL] [--website-url URL]
+        [--developer-name NAME] [--output PATH]
 
 The app id defaults to $MICROSOFT_APP_ID. It becomes both the Teams app id and the bot id
-(`${{MICROSOFT_APP_ID}}` in manifest.json). Before zipping, the package is checked the way
-Teams' uploader checks it: a GUID app id, no placeholder left, the icons' sizes (192×192 colour,
-32×32 outline that is white on transparent), the field lengths, and the bot's scopes. Upload the
-zip in Teams (Apps → Manage your apps → Upload an app) or in the Teams admin center.
+(`${{MICROSOFT_APP_ID}}` in manifest.json). The developer's name, website, privacy and terms
+URLs are what Teams shows on the app's page; manifest.json has the project's own, so an app
+your organisation publishes should pass its own with the flags (each must be https). The zip
+goes to infra/teams/build/threadwise-teams.zip (git-ignored) unless --output says otherwise.
+
+Before zipping, the package is checked the way Teams' uploader checks it: a GUID app id, no
+placeholder left, https developer URLs, the icons' sizes (192×192 colour, 32×32 outline that is
+white on transparent), the field lengths, and the bot's scopes. Upload the zip in Teams (Apps →
+Manage your apps → Upload an app) or in the Teams admin center.
 """
 
 from __future__ import annotations
@@ -24,9 +30,21 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 MANIFEST = HERE / "manifest.json"
+# Beside this script, not in the working directory: the zip never lands untracked in the
+# repository root, and `build/` is git-ignored.
+DEFAULT_OUTPUT = HERE / "build" / "threadwise-teams.zip"
+# --flag → the manifest's developer field it sets.
+DEVELOPER_FIELDS = {
+    "privacy_url": "privacyUrl",
+    "terms_url": "termsOfUseUrl",
+    "website_url": "websiteUrl",
+    "developer_name": "name",
+}
+DEVELOPER_NAME_MAX = 32  # manifest v1.22
 PLACEHOLDER = "${{MICROSOFT_APP_ID}}"
 GUID = re.compile(r"^[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$")
 VERSION = re.compile(r"^\d+\.\d+\.\d+$")
+HTTPS_URL = re.compile(r"^https://[^\s/?#]+\.[^\s/?#]+(?:[/?#]\S*)?$")
 ICONS = {"color": 192, "outline": 32}
 LIMITS = {  # manifest v1.22 maximum lengths
     ("name", "short"): 30,
@@ -122,6 +140,13 @@ def check_manifest(manifest: dict) -> None:
         value = manifest.get(section, {}).get(key, "")
         if not value or len(value) > limit:
             raise PackageError(f"{section}.{key} must be 1–{limit} characters")
+    developer = manifest.get("developer") or {}
+    for field in ("websiteUrl", "privacyUrl", "termsOfUseUrl"):
+        url = developer.get(field, "")
+        if not HTTPS_URL.match(url):
+            raise PackageError(f"developer.{field} must be an https:// URL (got {url!r})")
+    if not 1 <= len(developer.get("name", "")) <= DEVELOPER_NAME_MAX:
+        raise PackageError(f"developer.name must be 1–{DEVELOPER_NAME_MAX} characters")
     bots = manifest.get("bots") or []
     if len(bots) != 1 or not GUID.match(bots[0].get("botId", "")):
         raise PackageError("exactly one bot with a GUID botId is expected")
@@ -136,7 +161,15 @@ def check_manifest(manifest: dict) -> None:
                 raise PackageError(f"command {command.get('title')!r}: title/description too long")
 
 
-def build(app_id: str, output: Path, *, version: str | None = None, name: str | None = None):
+def build(
+    app_id: str,
+    output: Path = DEFAULT_OUTPUT,
+    *,
+    version: str | None = None,
+    name: str | None = None,
+    developer: dict[str, str] | None = None,
+):
+    """Write the package to `output`; `developer` overrides manifest `developer` fields."""
     app_id = app_id.strip()
     if not GUID.match(app_id):
         raise PackageError(
@@ -148,6 +181,8 @@ def build(app_id: str, output: Path, *, version: str | None = None, name: str | 
         manifest["version"] = version
     if name:
         manifest["name"]["short"] = name
+    for field, value in (developer or {}).items():
+        manifest["developer"][field] = value.strip()
     check_manifest(manifest)
     icons = check_icons(manifest, HERE)
     output.parent.mkdir(parents=True, exist_ok=True)
@@ -163,16 +198,42 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--app-id", default=os.environ.get("MICROSOFT_APP_ID"))
     parser.add_argument("--version", help="app version, e.g. 1.0.1 (bump it for each upload)")
     parser.add_argument("--name", help="short name shown in Teams (default Threadwise)")
-    parser.add_argument("--output", type=Path, default=Path("threadwise-teams.zip"))
+    parser.add_argument(
+        "--privacy-url", help="your privacy statement (https); Teams links it on the app's page"
+    )
+    parser.add_argument("--terms-url", help="your terms of use (https)")
+    parser.add_argument("--website-url", help="the developer's website (https)")
+    parser.add_argument(
+        "--developer-name", help=f"the developer shown in Teams (≤ {DEVELOPER_NAME_MAX} chars)"
+    )
+    parser.add_argument(
+        "--output",
+        type=Path,
+        default=DEFAULT_OUTPUT,
+        help="where to write the zip (default: infra/teams/build/threadwise-teams.zip)",
+    )
     args = parser.parse_args(argv)
+    developer = {
+        field: getattr(args, flag)
+        for flag, field in DEVELOPER_FIELDS.items()
+        if getattr(args, flag) is not None
+    }
     if not args.app_id:
         print("error: pass --app-id or set MICROSOFT_APP_ID", file=sys.stderr)
         return 2
     try:
-        path = build(args.app_id, args.output, version=args.version, name=args.name)
+        path = build(
+            args.app_id, args.output, version=args.version, name=args.name, developer=developer
+        )
     except (PackageError, OSError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    if not {"privacyUrl", "termsOfUseUrl"} <= developer.keys():
+        print(
+            "note: the privacy and terms URLs are the project's own; before publishing the app "
+            "to your organisation pass yours with --privacy-url and --terms-url",
+            file=sys.stderr,
+        )
     print(f"wrote {path}")
     return 0
 

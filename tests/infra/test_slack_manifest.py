@@ -33,6 +33,7 @@ EVENT_SCOPES = {
     "app_mention": "app_mentions:read",
     "message.channels": "channels:history",
     "message.groups": "groups:history",
+    "message.mpim": "mpim:history",
     "message.im": "im:history",
 }
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -34,9 +35,9 @@ def manifest() -> dict:
     return json.loads((TEAMS / "manifest.json").read_text())
 
 
-def run(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+def run(*args: str, cwd: Path, folder: Path = TEAMS) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, str(TEAMS / "build_package.py"), *args],
+        [sys.executable, str(folder / "build_package.py"), *args],
         cwd=cwd,
         capture_output=True,
         text=True,
@@ -98,16 +99,70 @@ def test_package_zip_holds_manifest_with_the_app_id_and_both_icons(tmp_path):
     assert "${{" not in json.dumps(built)
 
 
-def test_package_takes_the_app_id_from_the_environment(tmp_path):
+def _copy_of_the_script(tmp_path: Path) -> Path:
+    """infra/teams copied to a temp folder, so the default output lands there, not in the repo."""
+    folder = tmp_path / "teams"
+    folder.mkdir()
+    for name in ("build_package.py", "manifest.json", "color.png", "outline.png"):
+        (folder / name).write_bytes((TEAMS / name).read_bytes())
+    return folder
+
+
+def test_package_takes_the_app_id_from_the_environment_and_lands_beside_the_script(tmp_path):
+    folder = _copy_of_the_script(tmp_path)
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
     done = subprocess.run(
-        [sys.executable, str(TEAMS / "build_package.py")],
-        cwd=tmp_path,
+        [sys.executable, str(folder / "build_package.py")],
+        cwd=cwd,
         capture_output=True,
         text=True,
         env={"PATH": "/usr/bin:/bin", "MICROSOFT_APP_ID": APP_ID},
     )
     assert done.returncode == 0, done.stderr
-    assert (tmp_path / "threadwise-teams.zip").exists()
+    assert list(cwd.iterdir()) == []  # nothing in the working directory (the repo root)
+    assert (folder / "build" / "threadwise-teams.zip").exists()
+    assert "build/threadwise-teams.zip" in done.stdout
+
+
+def test_default_package_path_is_git_ignored():
+    assert build_package.DEFAULT_OUTPUT == TEAMS / "build" / "threadwise-teams.zip"
+    if shutil.which("git") is None or not (ROOT / ".git").exists():
+        pytest.skip("not a git checkout")
+    done = subprocess.run(
+        ["git", "check-ignore", "-q", str(build_package.DEFAULT_OUTPUT)], cwd=ROOT
+    )
+    assert done.returncode == 0, "infra/teams/build/ must be covered by .gitignore"
+
+
+def test_privacy_terms_and_website_urls_and_developer_name_are_set_by_flags(tmp_path):
+    done = run(
+        "--app-id", APP_ID, "--output", "pkg.zip",
+        "--privacy-url", "https://contoso.example/privacy",
+        "--terms-url", "https://contoso.example/terms",
+        "--website-url", "https://contoso.example/",
+        "--developer-name", "Contoso IT",
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "note:" not in done.stderr
+    with zipfile.ZipFile(tmp_path / "pkg.zip") as package:
+        developer = json.loads(package.read("manifest.json"))["developer"]
+    assert developer == {
+        "name": "Contoso IT",
+        "websiteUrl": "https://contoso.example/",
+        "privacyUrl": "https://contoso.example/privacy",
+        "termsOfUseUrl": "https://contoso.example/terms",
+    }
+
+
+def test_without_privacy_and_terms_flags_the_project_urls_are_used_with_a_note(tmp_path):
+    done = run("--app-id", APP_ID, "--output", "pkg.zip", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "--privacy-url" in done.stderr and "--terms-url" in done.stderr
+    with zipfile.ZipFile(tmp_path / "pkg.zip") as package:
+        developer = json.loads(package.read("manifest.json"))["developer"]
+    assert developer == manifest()["developer"]
 
 
 @pytest.mark.parametrize(
@@ -117,13 +172,19 @@ def test_package_takes_the_app_id_from_the_environment(tmp_path):
         (("--app-id", "my-bot"), "not a GUID"),
         (("--app-id", APP_ID, "--version", "one"), "version"),
         (("--app-id", APP_ID, "--name", "A name far too long for the Teams app bar"), "name.short"),
+        (("--app-id", APP_ID, "--privacy-url", "http://contoso.example/p"), "developer.privacyUrl"),
+        (("--app-id", APP_ID, "--terms-url", "contoso.example/terms"), "developer.termsOfUseUrl"),
+        (("--app-id", APP_ID, "--developer-name", "x" * 33), "developer.name"),
     ],
 )
 def test_bad_input_is_refused_with_a_reason_and_no_zip(tmp_path, args, message):
-    done = run(*args, cwd=tmp_path)
+    folder = _copy_of_the_script(tmp_path)
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    done = run(*args, cwd=cwd, folder=folder)
     assert done.returncode != 0
     assert message in done.stderr
-    assert list(tmp_path.iterdir()) == []
+    assert list(cwd.iterdir()) == [] and not (folder / "build").exists()
 
 
 def test_outline_icon_with_colour_is_refused(tmp_path, monkeypatch):
