@@ -18,6 +18,7 @@ from importlib import resources
 from bot.store.base import AUDIT_KEEP, ONCE_TTL_SECONDS, USAGE_TTL_SECONDS, Store
 from bot.store.codec import AuditRecord, Context, Usage, UsageTotals, decode_message, encode_message
 from bot.store.errors import NotSubscribed, StoreUnavailable
+from bot.store.feedback_redis import RedisVotes
 from bot.store.keys import Keys
 from bot.store.locks import FifoLocks, Turn, start_renewal, stop_renewal
 from bot.trimming import StoredMessage
@@ -40,7 +41,7 @@ def load_script(name: str) -> str:
     return "".join(folder.joinpath(f"{part}.lua").read_text("utf-8") for part in SCRIPTS[name])
 
 
-class RedisStore(Store):
+class RedisStore(RedisVotes, Store):
     def __init__(
         self,
         url: str,
