@@ -54,7 +54,7 @@ class Sink(Protocol):
     `edit` / `delete` need. `end` runs once when the reply is over, with the error that stopped
     its last delivery (if any): release what the reply held, and raise to report the failure.
     Optional: `mark(answer, final)` before the end of a final model answer reading `final` (its
-    last message gets the platform's marks), `seal(ref)` after, with that message's handle.
+    last message gets the platform's marks), `seal(posted)` after, with that message (`Posted`).
     """
 
     limit: int  # the most one message holds
@@ -150,7 +150,7 @@ class LiveStream:
                     mark(answer, final)
                 await self._settle(final)
                 if mark is not None and self.msgs:
-                    await self.sink.seal(self.msgs[-1].ref)  # type: ignore[attr-defined]
+                    await self.sink.seal(self.msgs[-1])  # type: ignore[attr-defined]
         except Exception as exc:
             error = exc
         finally:

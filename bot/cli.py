@@ -139,6 +139,9 @@ def build_adapters(settings: Settings, service: Service) -> list[Adapter]:
                 handler=service.responder,
                 cache=service.store,
                 metrics=service.metrics,
+                feedback=service.feedback,
+                suggestions=service.suggestions,
+                history_ttl=settings.history_ttl_seconds,
             )
         )
     if settings.teams_enabled:

@@ -90,6 +90,10 @@ class Feedback:
             self.metrics.votes_changed.labels(click.platform).inc()
         log.info(
             "feedback recorded",
-            extra={"value": vote.value, "changed": old is not None, "has_comment": bool(vote.comment)},
+            extra={
+                "value": vote.value,
+                "changed": old is not None,
+                "has_comment": bool(vote.comment),
+            },
         )
         return old

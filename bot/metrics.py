@@ -72,7 +72,10 @@ class Metrics:
         )
         # --- feedback (bot/feedback.py)
         self.votes = Counter(
-            "threadwise_feedback_votes", "Feedback votes recorded", ["platform", "value"], registry=r
+            "threadwise_feedback_votes",
+            "Feedback votes recorded",
+            ["platform", "value"],
+            registry=r,
         )
         self.votes_changed = Counter(
             "threadwise_feedback_votes_changed",

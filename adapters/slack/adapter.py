@@ -33,14 +33,18 @@ from aiohttp import web
 from slack_bolt.adapter.aiohttp import to_aiohttp_response
 from slack_bolt.async_app import AsyncApp
 
-from adapters.slack import listeners, slash
+from adapters.slack import assistant, listeners, slash
+from adapters.slack import feedback as slack_feedback
 from adapters.slack.api import DEFAULT_API_URL, error_code, log_failure, make_client
+from adapters.slack.assistant import Pane
 from adapters.slack.ingress import Admitted, admit, bolt_request
 from adapters.slack.intake import Intake, provide
 from adapters.slack.reply import SlackReplies
 from adapters.slack.users import UserNames
+from bot.feedback import Feedback
 from bot.messages import Cache, MessageHandler
 from bot.metrics import Metrics
+from bot.suggestions import SuggestedPrompts
 
 log = logging.getLogger("threadwise.slack")
 
@@ -65,6 +69,9 @@ class SlackAdapter:
         handler: MessageHandler,
         cache: Cache,
         metrics: Metrics,
+        feedback: Feedback | None = None,
+        suggestions: SuggestedPrompts | None = None,
+        history_ttl: int = 604_800,
     ) -> None:
         if not bot_token:
             raise ValueError("SLACK_BOT_TOKEN: needed to talk to Slack")
@@ -79,7 +86,9 @@ class SlackAdapter:
         self._app_token = app_token
         self._signing_secret = signing_secret or ""
         self.client = make_client(bot_token, api_url or DEFAULT_API_URL)
-        self.replies = SlackReplies(self.client, metrics)
+        self.replies = SlackReplies(
+            self.client, metrics, feedback=feedback is not None and feedback.enabled
+        )
         self.names = UserNames(self.client, cache)
         self._socket: Any = None  # AsyncSocketModeHandler, made in start() (it needs a loop)
         self._auth: Any = None  # auth.test's answer, once Slack has given it
@@ -89,6 +98,8 @@ class SlackAdapter:
             names=self.names,
             metrics=metrics,
             thread_followups=thread_followups,
+            feedback=feedback,
+            pane=Pane(self.client, cache, suggestions or SuggestedPrompts(cache), history_ttl),
         )
 
         self.app = AsyncApp(
@@ -103,6 +114,8 @@ class SlackAdapter:
             process_before_response=False,  # ack first, then run the listener
         )
         provide(self.app, self.intake)
+        assistant.register(self.app)  # before listeners' catch-all
+        slack_feedback.register(self.app)
         listeners.register(self.app)
         slash.register(self.app)
 

@@ -77,6 +77,10 @@ def malformed(body: dict[str, Any]) -> str | None:
         event = body.get("event")
         if not isinstance(event, dict) or not isinstance(event.get("type"), str):
             return "event_callback without an event"
+    if kind == "block_actions" and not (
+        isinstance(body.get("actions"), list) and isinstance(body.get("user"), dict)
+    ):
+        return "block_actions without actions or user"
     if kind == "url_verification" and not isinstance(body.get("challenge"), str):
         return "url_verification without a challenge"
     return None
@@ -129,9 +133,9 @@ async def admit(request: web.Request, signing_secret: str) -> Admitted | web.Str
     if not (
         "command" in body
         or body.get("ssl_check")
-        or body.get("type") in ("event_callback", "url_verification")
+        or body.get("type") in ("event_callback", "url_verification", "block_actions")
     ):
-        # Interactivity and the like: the manifest enables none, nothing here answers it.
+        # Other interactivity (shortcuts, views): the bot offers none, nothing here answers it.
         log.debug("slack request of type %s acknowledged unhandled", body.get("type"))
         return web.Response(status=200)
     return Admitted(text, body)
