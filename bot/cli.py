@@ -16,6 +16,7 @@ from typing import TextIO
 
 from pydantic import SecretStr
 
+from bot import feedback_cli
 from bot.app import Service, build_service
 from bot.doctor import Check, PlatformCheck, known, run_doctor
 from bot.messages import Adapter, IncomingMessage
@@ -41,6 +42,7 @@ def _parser() -> argparse.ArgumentParser:
         default="global",
         help="global | <platform>:<workspace> | <platform>:<workspace>:<channel>",
     )
+    feedback_cli.add_parser(sub)
     return p
 
 
@@ -63,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     from bot.logs import setup_logging
 
-    if args.command in ("chat", "doctor", "prompt"):
+    if args.command in ("chat", "doctor", "prompt", "feedback"):
         # Human-facing commands: library chatter would bury the conversation or the report.
         setup_logging("ERROR", "text", settings.secrets())
     else:
@@ -76,6 +78,8 @@ def main(argv: list[str] | None = None) -> int:
             return asyncio.run(run_chat(settings, args.thread, sys.stdin, sys.stdout))
         if args.command == "doctor":
             return asyncio.run(run_doctor(settings, sys.stdout, doctor_checks(settings)))
+        if args.command == "feedback":
+            return asyncio.run(feedback_cli.run(settings, args, sys.stdout))
         return asyncio.run(run_prompt(settings, args.action, args.text, args.scope, sys.stdout))
     except SettingsError as exc:
         print(f"threadwise: {exc}", file=sys.stderr)
