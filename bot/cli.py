@@ -165,6 +165,7 @@ def build_adapters(settings: Settings, service: Service) -> list[Adapter]:
                 metrics=service.metrics,
                 allowed_callers=settings.teams_callers,
                 allowed_channels=settings.teams_channels,
+                feedback=service.feedback,
             )
         )
     return adapters
