@@ -77,10 +77,6 @@ def malformed(body: dict[str, Any]) -> str | None:
         event = body.get("event")
         if not isinstance(event, dict) or not isinstance(event.get("type"), str):
             return "event_callback without an event"
-    if kind == "block_actions" and not (
-        isinstance(body.get("actions"), list) and isinstance(body.get("user"), dict)
-    ):
-        return "block_actions without actions or user"
     if kind == "url_verification" and not isinstance(body.get("challenge"), str):
         return "url_verification without a challenge"
     return None
