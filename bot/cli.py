@@ -146,6 +146,7 @@ def build_adapters(settings: Settings, service: Service) -> list[Adapter]:
                 feedback=service.feedback,
                 suggestions=service.suggestions,
                 history_ttl=settings.history_ttl_seconds,
+                commands=service.commands,
             )
         )
     if settings.teams_enabled:

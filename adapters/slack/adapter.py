@@ -33,7 +33,7 @@ from aiohttp import web
 from slack_bolt.adapter.aiohttp import to_aiohttp_response
 from slack_bolt.async_app import AsyncApp
 
-from adapters.slack import assistant, listeners, slash
+from adapters.slack import assistant, home, listeners, slash
 from adapters.slack import feedback as slack_feedback
 from adapters.slack.api import DEFAULT_API_URL, error_code, log_failure, make_client
 from adapters.slack.assistant import Pane
@@ -41,6 +41,7 @@ from adapters.slack.ingress import Admitted, admit, bolt_request
 from adapters.slack.intake import Intake, provide
 from adapters.slack.reply import SlackReplies
 from adapters.slack.users import UserNames
+from bot.commands import Commands
 from bot.feedback import Feedback
 from bot.messages import Cache, MessageHandler
 from bot.metrics import Metrics
@@ -72,6 +73,7 @@ class SlackAdapter:
         feedback: Feedback | None = None,
         suggestions: SuggestedPrompts | None = None,
         history_ttl: int = 604_800,
+        commands: Commands | None = None,
     ) -> None:
         if not bot_token:
             raise ValueError("SLACK_BOT_TOKEN: needed to talk to Slack")
@@ -100,6 +102,7 @@ class SlackAdapter:
             thread_followups=thread_followups,
             feedback=feedback,
             pane=Pane(self.client, cache, suggestions or SuggestedPrompts(cache), history_ttl),
+            commands=commands,
         )
 
         self.app = AsyncApp(
@@ -116,6 +119,7 @@ class SlackAdapter:
         provide(self.app, self.intake)
         assistant.register(self.app)  # before listeners' catch-all
         slack_feedback.register(self.app)
+        home.register(self.app)
         listeners.register(self.app)
         slash.register(self.app)
 

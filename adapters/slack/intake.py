@@ -21,6 +21,7 @@ from bot.metrics import Metrics
 
 if TYPE_CHECKING:
     from adapters.slack.assistant import Pane
+    from bot.commands import Commands
     from bot.feedback import Feedback
 
 
@@ -35,6 +36,7 @@ class Intake:
     thread_followups: bool
     feedback: Feedback | None = None  # records clicks on the feedback buttons (feedback.py)
     pane: Pane | None = None  # the assistant pane's parts (assistant.py)
+    commands: Commands | None = None  # what the App Home tab shows admins (home.py)
     # Acknowledged but not yet handed to the core (a name lookup in progress): stop() waits.
     pending: set[asyncio.Task[Any]] = field(default_factory=set)
     # Per conversation: the newest event not yet handed to the core (arrival order).

@@ -307,3 +307,25 @@ async def test_feedback_export_writes_one_json_line_per_vote(
     assert vote["conversation"] == f"slack:T0FAKE:{ch}:{ts}"
     assert vote["deployment"] == "gpt-4o" and vote["prompt_scope"] == "default"
     assert vote["channel_scope"] == f"slack:T0FAKE:{ch}"
+
+
+# -- App Home --------------------------------------------------------------------------------
+
+
+async def test_the_home_tab_shows_admins_prompt_usage_and_feedback_and_others_only_how_to_ask(
+    service, model, slack, fresh
+):
+    def opened(user: str) -> dict:
+        return {"type": "app_home_opened", "user": user, "channel": dm(), "tab": "home",
+                "event_ts": new_ts()}  # fmt: skip
+
+    await send(service, opened(ADMIN))
+    await send(service, opened("U2"))
+    await slack.wait_for(lambda s: len(s.state.views) == 2)
+    views = {v["user_id"]: v["view"] for v in slack.state.views}
+    admin = json.dumps(views[ADMIN])
+    assert views[ADMIN]["type"] == "home"
+    assert "System prompt in effect" in admin and "You are a helpful assistant." in admin
+    assert "Token usage" in admin and "Feedback on answers" in admin
+    member = json.dumps(views["U2"])
+    assert "Messages" in member and "Token usage" not in member and "Feedback" not in member

@@ -31,6 +31,7 @@ METHOD_SCOPES = {
     "assistant.threads.setSuggestedPrompts": "assistant:write",
     "assistant.threads.setTitle": "assistant:write",
     "conversations.info": "channels:read",
+    "views.publish": None,
 }
 # Every event the adapter listens to, and the scope it needs.
 EVENT_SCOPES = {
@@ -40,6 +41,7 @@ EVENT_SCOPES = {
     "message.im": "im:history",
     "assistant_thread_started": "assistant:write",
     "assistant_thread_context_changed": "assistant:write",
+    "app_home_opened": None,
 }
 
 
@@ -48,7 +50,7 @@ def scopes() -> set[str]:
 
 
 def test_every_method_and_event_the_adapter_uses_has_its_scope():
-    needed = {s for s in METHOD_SCOPES.values() if s} | set(EVENT_SCOPES.values())
+    needed = {s for s in METHOD_SCOPES.values() if s} | {s for s in EVENT_SCOPES.values() if s}
     needed |= {"commands", "im:read", "im:write", "groups:read"}  # groups: private channels' names
     assert needed == scopes()
 

@@ -101,6 +101,7 @@ class FakeSlackState:
     suggested_prompts: list[dict[str, Any]] = field(default_factory=list)
     titles: list[dict[str, Any]] = field(default_factory=list)
     ephemerals: list[dict[str, Any]] = field(default_factory=list)
+    views: list[dict[str, Any]] = field(default_factory=list)  # views.publish: user_id, view
     responses: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -570,6 +571,14 @@ class FakeSlack:
             {k: params.get(k) for k in ("channel", "user", "thread_ts", "text")}
         )
         return {"message_ts": self._next_ts()}
+
+    def _m_views_publish(self, params: dict[str, Any]) -> dict[str, Any]:
+        self._need(params, "user_id", "view")
+        view = params["view"]
+        if isinstance(view, str):
+            view = json.loads(view)
+        self.state.views.append({"user_id": params["user_id"], "view": view})
+        return {"view": {"id": "V" + uuid.uuid4().hex[:8].upper(), **view}}
 
     def _m_conversations_info(self, params: dict[str, Any]) -> dict[str, Any]:
         channel = params.get("channel", "")
