@@ -79,26 +79,24 @@ async def _handle_message_event(
     # name lookups below take longer for some people (a cache miss) than for others.
     key = conversation_key("slack", team, event["channel"], decision.thread)
     before = intake.arrivals.get(key)
+    note: str | None = None
     mine: asyncio.Future[None] = asyncio.get_running_loop().create_future()
     intake.arrivals[key] = mine
     try:
         names = await intake.names.names(
             team, [user, *mentioned_users(raw_text, exclude=bot_user_id)]
         )
-        note = None
         if decision.is_dm:  # only a DM thread can be a pane thread
             note = await assistant.pane_note(intake, team, event["channel"], decision.thread)
         if before is not None:
             await before
         text = _submit(intake, body, event, decision, team, raw_text, names, bot_user_id, note)
-        if note is not None and decision.thread:  # a question in the assistant pane
-            await assistant.title_first_question(
-                intake, team, event["channel"], decision.thread, text
-            )
     finally:
         mine.set_result(None)
         if intake.arrivals.get(key) is mine:
             del intake.arrivals[key]
+    if note is not None and decision.thread:  # a question in the assistant pane names it
+        await assistant.title_first_question(intake, team, event["channel"], decision.thread, text)
 
 
 def _submit(
