@@ -185,6 +185,30 @@ async def test_a_changed_pane_context_reaches_the_model_and_a_redelivered_start_
     assert "#release-planning" in model.last_messages()[0]["content"]
 
 
+async def test_pane_threads_take_commands_and_answer_a_redelivered_question_once(
+    service, model, slack, fresh
+):
+    d, thread = dm(), new_ts()
+    await send(service, assistant_thread_event(channel=d, thread_ts=thread))
+    await slack.wait_for(lambda s: s.thread(d, thread))
+    await send(service, message("!help", channel=d, channel_type="im", thread_ts=thread))
+    help_text = (await finished(slack, d, thread, 2))[1]
+    assert "!reset" in help_text.text and slack.feedback_buttons(help_text) is None
+    assert model.chat_requests == []
+    model.script(Reply("Only once."))
+    model.configure(first_token_delay=0.5)
+    try:
+        again = message("answer me once", channel=d, channel_type="im", thread_ts=thread)
+        await send(service, again)
+        await send(service, again)  # Slack retried the delivery
+        await finished(slack, d, thread, 3)
+        await slack.settle(1.0)
+    finally:
+        model.configure(first_token_delay=0.0)
+    assert [m.text for m in slack.thread(d, thread)][2:] == ["Only once."]
+    assert len(model.chat_requests) == 1
+
+
 async def test_admins_change_the_suggested_prompts_from_the_chat(service, model, slack, fresh):
     ch = channel()
     refused = await command(service, slack, "!suggestions set --workspace Hi | hello", ch, "U2")

@@ -83,3 +83,14 @@ def test_feedback_false_turns_votes_and_buttons_off(monkeypatch):
     assert service.feedback is None
     monkeypatch.setenv("FEEDBACK", "true")
     assert build_service(load_settings(), with_model=False).feedback is not None
+
+
+def test_feedback_export_days_are_bounded_by_how_long_votes_are_kept():
+    import argparse
+
+    from bot.feedback_cli import MAX_DAYS, _days
+
+    assert _days("7") == 7 and _days(str(MAX_DAYS)) == MAX_DAYS
+    for bad in ("0", "36", "x", "-1"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            _days(bad)
