@@ -26,19 +26,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
-from adapters.posting import (
-    Posted,
-    deliver,
-    fitting_prefix,
-    open_fence,
-    remainder,
-)
+from adapters.buffered import BufferedStream
+from adapters.posting import Posted, deliver, fitting_prefix, open_fence, remainder
 from adapters.text import split_markdown
+from bot.messages import AnswerInfo
 
 log = logging.getLogger("threadwise.stream")
+
+__all__ = ["BufferedStream", "LiveStream", "Refused", "Sink"]
 
 FENCE_RESERVE = 32  # room (in the sink's length unit) to close an open code block at a cut
 
@@ -56,6 +53,8 @@ class Sink(Protocol):
     when the reply goes on in another message). `post` sends a plain message and returns what
     `edit` / `delete` need. `end` runs once when the reply is over, with the error that stopped
     its last delivery (if any): release what the reply held, and raise to report the failure.
+    Optional: `mark(answer, final)` before the end of a final model answer reading `final` (its
+    last message gets the platform's marks), `seal(posted)` after, with that message (`Posted`).
     """
 
     limit: int  # the most one message holds
@@ -133,7 +132,7 @@ class LiveStream:
             else:
                 self._wake.set()  # the pump shows it when the interval is over
 
-    async def finish(self, text: str) -> None:
+    async def finish(self, text: str, *, answer: AnswerInfo | None = None) -> None:
         """Make the thread read `text` (what was streamed, when `text` is blank)."""
         if self.finished:
             return
@@ -143,10 +142,15 @@ class LiveStream:
         if self._task is not None:
             await self._task
         final = text if text.strip() else self.text
+        mark = getattr(self.sink, "mark", None) if answer is not None else None
         error: Exception | None = None
         try:
             async with self._lock:
+                if mark is not None:
+                    mark(answer, final)
                 await self._settle(final)
+                if mark is not None and self.msgs:
+                    await self.sink.seal(self.msgs[-1])  # type: ignore[attr-defined]
         except Exception as exc:
             error = exc
         finally:
@@ -364,37 +368,3 @@ class LiveStream:
             rest = remainder(final, self.text[: self._seen])
         for piece in split_markdown(rest, sink.limit, length=sink.length):
             self.msgs.append(Posted(await sink.post(piece), piece))
-
-
-class BufferedStream:
-    """A stream for places that cannot show a reply while it is written: posted at `finish`."""
-
-    def __init__(self, send: Callable[[str], Awaitable[None]]) -> None:
-        self._send = send
-        self._parts: list[str] = []
-        self.finished = False
-
-    async def append(self, text: str) -> None:
-        if not self.finished:
-            self._parts.append(text)
-
-    async def finish(self, text: str) -> None:
-        if self.finished:
-            return
-        self.finished = True
-        final = text if text.strip() else "".join(self._parts)
-        if final.strip():
-            await self._send(final)
-
-    async def end_with(self, text: str) -> bool:
-        """End early because a message follows; True if `text` became this reply."""
-        if self.finished:
-            return False
-        if not "".join(self._parts).strip():
-            await self.finish(text)
-            return True
-        try:
-            await self.finish("")
-        except Exception as exc:
-            log.debug("posting an unfinished reply failed: %s", type(exc).__name__)
-        return False

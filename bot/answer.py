@@ -14,7 +14,7 @@ import re
 import time
 
 from bot.llm import Completion, LLMClient, ModelError
-from bot.messages import IncomingMessage, ReplyStream, ReplyTarget
+from bot.messages import AnswerInfo, IncomingMessage, ReplyStream, ReplyTarget
 from bot.metrics import Metrics
 from bot.prompts import Prompts, channel_scope, scopes_for, workspace_scope
 from bot.replies import (
@@ -80,8 +80,9 @@ class Answerer:
         ceiling = history_budget(self.token_limit, self.max_response_tokens, 0, user_tokens)
         ctx = await self.store.load(conv, max(ceiling, 0), scopes)
         prompt = self.prompts.resolve(scopes, ctx.prompts)
+        system = f"{prompt.text}\n\n{message.context}" if message.context else prompt.text
         system_msg = StoredMessage(
-            "system", prompt.text, await self.counter.amessage_tokens("system", prompt.text)
+            "system", system, await self.counter.amessage_tokens("system", system)
         )
         user_msg = StoredMessage("user", text, user_tokens, name)
         context = []
@@ -152,7 +153,8 @@ class Answerer:
         elif not final.strip():
             final = "_(The model returned an empty reply.)_"
             keep = False
-        await stream.finish(final)
+        info = AnswerInfo(self.llm.deployment, prompt.scope) if keep else None
+        await stream.finish(final, answer=info)
         self.metrics.replies.labels(message.platform).inc()
 
         prompt_used = completion.prompt_tokens

@@ -5,12 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from bot.commands import Commands
+from bot.feedback import Feedback
 from bot.llm import LLMClient, make_llm
 from bot.metrics import Metrics
 from bot.prompts import Prompts
 from bot.responder import Responder
 from bot.settings import Settings
 from bot.store import Store, make_store
+from bot.suggestions import SuggestedPrompts, parse_json
 from bot.summary import Summarizer
 from bot.tokens import TokenCounter, encoding_name_for
 
@@ -26,6 +28,8 @@ class Service:
     responder: Responder
     metrics: Metrics
     summarizer: Summarizer | None = None
+    feedback: Feedback | None = None  # None: FEEDBACK=false
+    suggestions: SuggestedPrompts | None = None
 
     async def close(self) -> None:
         if self.summarizer is not None:
@@ -68,4 +72,23 @@ def build_service(settings: Settings, *, with_model: bool = True) -> Service:
         conversation_queue_max=settings.conversation_queue_max,
         summarizer=summarizer,
     )
-    return Service(settings, store, counter, llm, prompts, commands, responder, metrics, summarizer)
+    feedback = Feedback(
+        store=store,
+        prompts=prompts,
+        metrics=metrics,
+        deployment=settings.azure_openai_deployment or "",
+    )
+    suggested = SuggestedPrompts(store, parse_json(settings.slack_suggested_prompts))
+    return Service(
+        settings,
+        store,
+        counter,
+        llm,
+        prompts,
+        commands,
+        responder,
+        metrics,
+        feedback=feedback if settings.feedback else None,
+        suggestions=suggested,
+        summarizer=summarizer,
+    )

@@ -15,7 +15,7 @@ from typing import TextIO
 
 from pydantic import SecretStr
 
-from bot import cli_prompt
+from bot import cli_prompt, feedback_cli
 from bot.app import Service, build_service
 from bot.cli_base import (
     CHAT_HELP,
@@ -80,6 +80,7 @@ def _parser() -> argparse.ArgumentParser:
     # `set_defaults(run=fn)`, where fn(args, settings) -> exit code runs after settings and
     # logging are set up (`intermixed=True` too for options among free words). One line each:
     cli_prompt.register(sub)
+    feedback_cli.register(sub)
     for parser in sub.choices.values():
         # Usage errors found after parsing show the subcommand's usage: `args.cli_parser.error`.
         parser.set_defaults(cli_parser=parser)
@@ -213,6 +214,10 @@ def build_adapters(settings: Settings, service: Service) -> list[Adapter]:
                 handler=service.responder,
                 cache=service.store,
                 metrics=service.metrics,
+                feedback=service.feedback,
+                suggestions=service.suggestions,
+                history_ttl=settings.history_ttl_seconds,
+                commands=service.commands,
             )
         )
     if settings.teams_enabled:
@@ -232,6 +237,7 @@ def build_adapters(settings: Settings, service: Service) -> list[Adapter]:
                 metrics=service.metrics,
                 allowed_callers=settings.teams_callers,
                 allowed_channels=settings.teams_channels,
+                feedback=service.feedback,
             )
         )
     return adapters

@@ -44,6 +44,10 @@ class IncomingMessage:
     is_dm: bool = False
     mentions_bot: bool = True
     event_id: str | None = None
+    # A short note for the model about where the person is, filled by the adapter from what
+    # the platform proved (the Slack assistant pane: the name of the channel they are looking
+    # at). Names only, never other people's messages.
+    context: str | None = None
 
     @property
     def conversation_key(self) -> str:
@@ -55,6 +59,15 @@ class IncomingMessage:
         return f"{self.platform}:{self.user_id}"
 
 
+@dataclass(frozen=True, slots=True)
+class AnswerInfo:
+    """Said of a reply that is a final model answer: sinks mark it as AI-generated and ask for
+    feedback on it (commands, apologies and notices carry none). A vote names these."""
+
+    deployment: str
+    prompt_scope: str
+
+
 class ReplyStream(Protocol):
     """A reply being written into the thread, piece by piece.
 
@@ -64,8 +77,11 @@ class ReplyStream(Protocol):
     async def append(self, text: str) -> None:
         """Add `text` (a delta, not the whole text so far) to the visible reply."""
 
-    async def finish(self, text: str) -> None:
-        """Finalise the reply; `text` is the complete reply as it should finally read."""
+    async def finish(self, text: str, *, answer: AnswerInfo | None = None) -> None:
+        """Finalise the reply; `text` is the complete reply as it should finally read.
+
+        `answer` says the reply is a final model answer (feedback buttons, the AI label).
+        """
 
 
 class ReplyTarget(Protocol):

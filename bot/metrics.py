@@ -76,6 +76,19 @@ class Metrics:
             "Model calls running in this process (at most MODEL_MAX_CONCURRENCY)",
             registry=r,
         )
+        # --- feedback (bot/feedback.py)
+        self.votes = Counter(
+            "threadwise_feedback_votes",
+            "Feedback votes recorded",
+            ["platform", "value"],
+            registry=r,
+        )
+        self.votes_changed = Counter(
+            "threadwise_feedback_votes_changed",
+            "Votes that replaced a person's earlier, different vote on the same answer",
+            ["platform"],
+            registry=r,
+        )
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -136,6 +136,10 @@ class Settings(BaseSettings):
     model_max_concurrency: int = Field(256, gt=0, validation_alias=_alias("MODEL_MAX_CONCURRENCY"))
     conversation_queue_max: int = Field(50, gt=0, validation_alias=_alias("CONVERSATION_QUEUE_MAX"))
 
+    # --- feedback and the Slack assistant pane (issue 17)
+    feedback: bool = Field(True, validation_alias=_alias("FEEDBACK"))
+    slack_suggested_prompts: str = Field("", validation_alias=_alias("SLACK_SUGGESTED_PROMPTS"))
+
     # --- server and logs
     host: str = Field("0.0.0.0", validation_alias=_alias("HOST"))
     port: int = Field(3978, ge=0, le=65535, validation_alias=_alias("PORT"))
@@ -178,6 +182,14 @@ class Settings(BaseSettings):
             return None
         if not value.get_secret_value().startswith(("redis://", "rediss://", "unix://")):
             raise ValueError("needs a redis:// or rediss:// URL")
+        return value
+
+    @field_validator("slack_suggested_prompts")
+    @classmethod
+    def _suggested_prompts(cls, value: str) -> str:
+        from bot.suggestions import parse_json
+
+        parse_json(value)  # raises ValueError saying what is wrong
         return value
 
     @field_validator("bot_admins")

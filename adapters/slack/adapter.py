@@ -33,14 +33,19 @@ from aiohttp import web
 from slack_bolt.adapter.aiohttp import to_aiohttp_response
 from slack_bolt.async_app import AsyncApp
 
-from adapters.slack import listeners, slash
+from adapters.slack import assistant, home, listeners, slash
+from adapters.slack import feedback as slack_feedback
 from adapters.slack.api import DEFAULT_API_URL, configure_client, error_code, log_failure
+from adapters.slack.assistant import Pane
 from adapters.slack.ingress import Admitted, admit, bolt_request
 from adapters.slack.intake import Intake, provide
 from adapters.slack.reply import SlackReplies
 from adapters.slack.users import UserNames
+from bot.commands import Commands
+from bot.feedback import Feedback
 from bot.messages import Cache, MessageHandler
 from bot.metrics import Metrics
+from bot.suggestions import SuggestedPrompts
 
 log = logging.getLogger("threadwise.slack")
 
@@ -86,6 +91,10 @@ class SlackAdapter:
         handler: MessageHandler,
         cache: Cache,
         metrics: Metrics,
+        feedback: Feedback | None = None,
+        suggestions: SuggestedPrompts | None = None,
+        history_ttl: int = 604_800,
+        commands: Commands | None = None,
     ) -> None:
         if not bot_token:
             raise ValueError("SLACK_BOT_TOKEN: needed to talk to Slack")
@@ -103,7 +112,9 @@ class SlackAdapter:
         # The one Web API client is bolt's own, set up for SLACK_API_URL and Slack's retries: the
         # listeners' per-request clients copy its URL and session.
         self.client = configure_client(self.app.client, api_url or DEFAULT_API_URL)
-        self.replies = SlackReplies(self.client, metrics)
+        self.replies = SlackReplies(
+            self.client, metrics, feedback=feedback is not None and feedback.enabled
+        )
         self.names = UserNames(self.client, cache)
         self._socket: Any = None  # AsyncSocketModeHandler, made in start() (it needs a loop)
         self._auth: Any = None  # auth.test's answer, once Slack has given it
@@ -113,9 +124,15 @@ class SlackAdapter:
             names=self.names,
             metrics=metrics,
             thread_followups=thread_followups,
+            feedback=feedback,
+            pane=Pane(self.client, cache, suggestions or SuggestedPrompts(cache), history_ttl),
+            commands=commands,
         )
 
         provide(self.app, self.intake)
+        assistant.register(self.app)  # before listeners' catch-all
+        slack_feedback.register(self.app)
+        home.register(self.app)
         listeners.register(self.app)
         slash.register(self.app)
 

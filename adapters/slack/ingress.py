@@ -129,9 +129,9 @@ async def admit(request: web.Request, signing_secret: str) -> Admitted | web.Str
     if not (
         "command" in body
         or body.get("ssl_check")
-        or body.get("type") in ("event_callback", "url_verification")
+        or body.get("type") in ("event_callback", "url_verification", "block_actions")
     ):
-        # Interactivity and the like: the manifest enables none, nothing here answers it.
+        # Other interactivity (shortcuts, views): the bot offers none, nothing here answers it.
         log.debug("slack request of type %s acknowledged unhandled", body.get("type"))
         return web.Response(status=200)
     return Admitted(text, body)

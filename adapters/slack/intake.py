@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from slack_bolt.async_app import AsyncApp, AsyncBoltContext
 
@@ -18,6 +18,11 @@ from adapters.slack.reply import SlackReplies
 from adapters.slack.users import UserNames
 from bot.messages import MessageHandler
 from bot.metrics import Metrics
+
+if TYPE_CHECKING:
+    from adapters.slack.assistant import Pane
+    from bot.commands import Commands
+    from bot.feedback import Feedback
 
 
 @dataclass(eq=False)
@@ -29,6 +34,9 @@ class Intake:
     names: UserNames
     metrics: Metrics
     thread_followups: bool
+    feedback: Feedback | None = None  # records clicks on the feedback buttons (feedback.py)
+    pane: Pane | None = None  # the assistant pane's parts (assistant.py)
+    commands: Commands | None = None  # what the App Home tab shows admins (home.py)
     # Acknowledged but not yet handed to the core (a name lookup in progress): stop() waits.
     pending: set[asyncio.Task[Any]] = field(default_factory=set)
     # Per conversation: the newest event not yet handed to the core (arrival order).

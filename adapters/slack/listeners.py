@@ -15,6 +15,7 @@ from typing import Any
 
 from slack_bolt.async_app import AsyncApp, AsyncBoltContext, AsyncBoltRequest
 
+from adapters.slack import assistant
 from adapters.slack.events import Route, mentioned_users, readable_text, route
 from adapters.slack.intake import Intake, installation_workspace
 from adapters.slack.reply import SlackReplyTarget
@@ -78,19 +79,24 @@ async def _handle_message_event(
     # name lookups below take longer for some people (a cache miss) than for others.
     key = conversation_key("slack", team, event["channel"], decision.thread)
     before = intake.arrivals.get(key)
+    note: str | None = None
     mine: asyncio.Future[None] = asyncio.get_running_loop().create_future()
     intake.arrivals[key] = mine
     try:
         names = await intake.names.names(
             team, [user, *mentioned_users(raw_text, exclude=bot_user_id)]
         )
+        if decision.is_dm:  # only a DM thread can be a pane thread
+            note = await assistant.pane_note(intake, team, event["channel"], decision.thread)
         if before is not None:
             await before
-        _submit(intake, body, event, decision, team, raw_text, names, bot_user_id)
+        text = _submit(intake, body, event, decision, team, raw_text, names, bot_user_id, note)
     finally:
         mine.set_result(None)
         if intake.arrivals.get(key) is mine:
             del intake.arrivals[key]
+    if note is not None and decision.thread:  # a question in the assistant pane names it
+        await assistant.title_first_question(intake, team, event["channel"], decision.thread, text)
 
 
 def _submit(
@@ -102,7 +108,8 @@ def _submit(
     raw_text: str,
     names: dict[str, str],
     bot_user_id: str | None,
-) -> None:
+    note: str | None = None,
+) -> str:
     user = event["user"]
     message = IncomingMessage(
         platform="slack",
@@ -116,6 +123,7 @@ def _submit(
         is_dm=decision.is_dm,
         mentions_bot=decision.mentions_bot,
         event_id=body.get("event_id"),
+        context=note or None,
     )
     reply = SlackReplyTarget(
         intake.replies,
@@ -127,3 +135,4 @@ def _submit(
         user_id=user,
     )
     intake.handler.submit(message, reply)
+    return message.text

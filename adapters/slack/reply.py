@@ -34,6 +34,7 @@ from adapters.slack.mrkdwn import to_mrkdwn
 from adapters.slack.stream import SlackDeliveryError, SlackSink
 from adapters.streaming import BufferedStream, LiveStream
 from adapters.text import split_markdown
+from bot.messages import AnswerInfo
 from bot.metrics import Metrics
 
 log = logging.getLogger("threadwise.slack")
@@ -71,6 +72,7 @@ class SlackReplies:
     update_interval: float = 1.0  # seconds between chat.update calls (Tier 3: ~50/min)
     message_limit: int = MESSAGE_LIMIT
     fallback_limit: int = FALLBACK_LIMIT
+    feedback: bool = False  # final model answers carry the feedback buttons (FEEDBACK)
     _refused: dict[tuple[str, str], float] = field(default_factory=dict)
 
     def refuse(self, feature: str, channel: str) -> None:
@@ -208,8 +210,8 @@ class DefusedStream:
     def _final(self, text: str) -> str:
         return defuse_mentions(text if text.strip() else "".join(self._raw))
 
-    async def finish(self, text: str) -> None:
-        await self._inner.finish(self._final(text))
+    async def finish(self, text: str, *, answer: AnswerInfo | None = None) -> None:
+        await self._inner.finish(self._final(text), answer=answer)
 
     async def end_with(self, text: str) -> bool:
         """End early because a message follows; True if `text` became this reply (none shown)."""

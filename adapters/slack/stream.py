@@ -8,6 +8,11 @@ to the fallback). The fallback, and every message's final form, is `chat.postMes
 `chat.update` (+ `chat.delete` for messages a shorter reply no longer needs), reconciled by the
 core. A "too long" answer lowers this reply's limit to the size older Slack limits accept.
 
+A final model answer (`mark`) ends with the feedback buttons (`adapters.slack.feedback`): the
+call that gives its last message its final text carries them (`chat.stopStream` blocks, or a
+`markdown` block beside them in `chat.postMessage` / `chat.update`); `seal` adds them with one
+edit only when no such call was needed.
+
 Every failed call is counted and logged here with its method and Slack's error code.
 """
 
@@ -20,9 +25,11 @@ from typing import TYPE_CHECKING
 
 from slack_sdk.web.async_chat_stream import AsyncChatStream
 
-from adapters.posting import TooLong
+from adapters.posting import Posted, TooLong
 from adapters.slack.api import error_code
+from adapters.slack.feedback import feedback_block
 from adapters.streaming import Refused
+from bot.messages import AnswerInfo
 
 if TYPE_CHECKING:
     from adapters.slack.reply import SlackReplyTarget
@@ -43,6 +50,7 @@ class SlackMessage:
     ts: str | None
     stream: AsyncChatStream | None = None
     streamed: str = ""
+    sealed: bool = False  # carries the feedback buttons
 
 
 class SlackSink:
@@ -58,6 +66,40 @@ class SlackSink:
         self.limit = target.replies.message_limit
         self.interval = target.replies.stream_interval
         self.edit_interval = target.replies.update_interval
+        self._answer: AnswerInfo | None = None  # set when the reply is a final model answer
+        self._final = ""
+
+    # -- a final model answer
+
+    def mark(self, answer: AnswerInfo, final: str) -> None:
+        if self._replies.feedback:
+            self._answer, self._final = answer, final.rstrip()
+
+    def _ends_answer(self, text: str) -> bool:
+        """Whether `text` is the last message of the marked answer (it ends the final text)."""
+        tail = text.rstrip()[-200:]
+        return self._answer is not None and bool(tail) and self._final.endswith(tail)
+
+    def _blocks(self, text: str | None) -> list[dict]:
+        assert self._answer is not None
+        head = [{"type": "markdown", "text": text}] if text is not None else []
+        return [*head, feedback_block(self._answer)]
+
+    async def seal(self, posted: Posted) -> None:
+        """The answer's last message has its final text: give it the buttons if it lacks them."""
+        msg = posted.ref
+        if self._answer is None or not isinstance(msg, SlackMessage) or msg.sealed or not msg.ts:
+            return
+        try:
+            await self._client.chat_update(
+                channel=self._target.channel,
+                ts=msg.ts,
+                text=posted.shown,
+                blocks=self._blocks(posted.shown),
+            )
+            msg.sealed = True
+        except Exception as e:
+            self._replies.failure("chat.update", e)  # the answer stands, without buttons
 
     @staticmethod
     def length(text: str) -> int:
@@ -113,13 +155,17 @@ class SlackSink:
             # The usual end: the text streamed plus perhaps a note ("cut off…") or the line
             # closing a code block; it goes out with chat.stopStream, no edit needed.
             extra = text[len(msg.streamed) :] if extends else ""
+            seal = not partial and extends and self._ends_answer(text)
             try:
-                await stream.stop(markdown_text=extra or None)
+                await stream.stop(
+                    markdown_text=extra or None, blocks=self._blocks(None) if seal else None
+                )
             except Exception as e:
                 self._replies.failure("chat.stopStream", e)
                 raise
             if extends:
                 msg.streamed = text
+                msg.sealed = seal
                 return
         await self.edit(msg, text)
 
@@ -127,27 +173,31 @@ class SlackSink:
 
     async def post(self, text: str) -> SlackMessage:
         t = self._target
+        seal = self._ends_answer(text)
+        # markdown_text goes alone; with the buttons the text is a markdown block beside them.
+        body = {"text": text, "blocks": self._blocks(text)} if seal else {"markdown_text": text}
         try:
             resp = await self._client.chat_postMessage(
                 channel=t.channel,
                 thread_ts=t.thread_ts,
-                markdown_text=text,
                 unfurl_links=False,
                 unfurl_media=False,
+                **body,
             )
         except Exception as e:
             self._too_long(self._replies.failure("chat.postMessage", e), e)
             raise
-        return SlackMessage(str(resp["ts"]))
+        return SlackMessage(str(resp["ts"]), sealed=seal)
 
     async def edit(self, msg: SlackMessage, text: str) -> None:
+        seal = self._ends_answer(text)
+        body = {"text": text, "blocks": self._blocks(text)} if seal else {"markdown_text": text}
         try:
-            await self._client.chat_update(
-                channel=self._target.channel, ts=msg.ts, markdown_text=text
-            )
+            await self._client.chat_update(channel=self._target.channel, ts=msg.ts, **body)
         except Exception as e:
             self._too_long(self._replies.failure("chat.update", e), e)
             raise
+        msg.sealed = seal
 
     async def delete(self, msg: SlackMessage) -> None:
         try:

@@ -21,6 +21,7 @@ from microsoft_agents.activity import Activity
 from microsoft_agents.hosting.core import RestChannelServiceClientFactory
 from pydantic import ValidationError
 
+from adapters.teams import feedback as teams_feedback
 from adapters.teams import trust
 from adapters.teams.auth import (
     RequestAuthenticator,
@@ -31,6 +32,7 @@ from adapters.teams.auth import (
 from adapters.teams.connector import ConnectorError, Outbound
 from adapters.teams.mapping import bot_ids, is_personal, to_incoming
 from adapters.teams.reply import Destination, TeamsReplyTarget
+from bot.feedback import Feedback
 from bot.messages import Cache, MessageHandler
 from bot.metrics import Metrics
 
@@ -82,8 +84,10 @@ class TeamsAdapter:
         metrics: Metrics,
         allowed_callers: frozenset[str] = frozenset(),
         allowed_channels: frozenset[str] = frozenset({"msteams"}),
+        feedback: Feedback | None = None,
     ) -> None:
         self.app_id = app_id or None
+        self.feedback = feedback
         _quiet_sdk_logs()
         self.handler = handler
         self.cache = cache
@@ -186,8 +190,8 @@ class TeamsAdapter:
         elif activity.type == "conversationUpdate":
             self._on_conversation_update(activity)
         elif activity.type == "invoke":
-            # No cards or message extensions here; Teams expects an invoke response.
-            return web.json_response({}, status=200)
+            # Feedback on answers; no cards or message extensions. Teams expects a response.
+            return await teams_feedback.on_invoke(activity, self.feedback, anonymous=self.anonymous)
         return web.Response(status=200)
 
     def _unauthorized(self, request: web.Request, reason: str) -> web.Response:
@@ -207,7 +211,11 @@ class TeamsAdapter:
     def _target(self, activity: Activity, *, streaming: bool) -> TeamsReplyTarget:
         destination = Destination(activity.get_conversation_reference(), activity.id)
         return TeamsReplyTarget(
-            self.outbound, destination, streaming=streaming, metrics=self.metrics
+            self.outbound,
+            destination,
+            streaming=streaming,
+            metrics=self.metrics,
+            feedback=self.feedback is not None and self.feedback.enabled,
         )
 
     def _on_message(self, activity: Activity) -> None:

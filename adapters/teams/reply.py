@@ -18,7 +18,9 @@ from microsoft_agents.activity import Activity, ConversationReference
 from adapters.streaming import BufferedStream, LiveStream
 from adapters.teams import trust
 from adapters.teams.connector import ConnectorError, Outbound
+from adapters.teams.feedback import mark_answer
 from adapters.teams.stream import TeamsSink, split_message
+from bot.messages import AnswerInfo
 from bot.metrics import Metrics
 
 log = logging.getLogger("threadwise.teams")
@@ -47,6 +49,11 @@ class Destination:
             activity.reply_to_id = None
         return activity
 
+    @property
+    def conversation_type(self) -> str | None:
+        conversation = self.reference.conversation
+        return conversation.conversation_type if conversation is not None else None
+
     def message(self, text: str, entities: list | None = None) -> Activity:
         fields: dict = {"text": text, "text_format": "markdown"}
         if entities:
@@ -58,9 +65,16 @@ class TeamsReplyTarget:
     """`ReplyTarget` for one Teams message: typing, Markdown messages, streamed replies."""
 
     def __init__(
-        self, outbound: Outbound, destination: Destination, *, streaming: bool, metrics: Metrics
+        self,
+        outbound: Outbound,
+        destination: Destination,
+        *,
+        streaming: bool,
+        metrics: Metrics,
+        feedback: bool = False,
     ) -> None:
         self.outbound = outbound
+        self.feedback = feedback  # final model answers in chats carry Teams' feedback loop
         self.destination = destination
         self.streaming = streaming
         self.metrics = metrics
@@ -91,21 +105,25 @@ class TeamsReplyTarget:
         if self.streaming:
             self._stream = LiveStream(TeamsSink(self))
         else:
-            self._stream = BufferedStream(self.post_text)
+            self._stream = BufferedStream(self.post_text, self.post_text)
         return self._stream
 
-    async def post_text(self, text: str) -> None:
-        """Post `text` as messages split under the size limit; a failure is logged, ends it."""
+    async def post_text(self, text: str, answer: AnswerInfo | None = None) -> None:
+        """Post `text` as messages split under the size limit; a failure is logged, ends it.
+
+        For a final model `answer` the last message carries the AI label and feedback loop.
+        """
         parts = split_message(text)
         if not parts:
             return
         dest = self.destination
         try:
             async with self.outbound.client(dest.service_url) as client:
-                for part in parts:
-                    await self.outbound.post(
-                        client, dest.message(part), reply_to_id=dest.reply_to_id
-                    )
+                for i, part in enumerate(parts):
+                    activity = dest.message(part)
+                    if answer is not None and i == len(parts) - 1:
+                        mark_answer(activity, dest.conversation_type, feedback=self.feedback)
+                    await self.outbound.post(client, activity, reply_to_id=dest.reply_to_id)
         except ConnectorError as exc:
             self.metrics.errors.labels("teams_connector").inc()
             log.error("reply not delivered to Teams: %s", exc)

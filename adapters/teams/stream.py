@@ -22,12 +22,14 @@ import contextlib
 import logging
 from typing import TYPE_CHECKING
 
-from microsoft_agents.activity import StreamInfo
+from microsoft_agents.activity import Activity, StreamInfo
 from microsoft_agents.hosting.core.connector import ConnectorClientBase
 
 from adapters.streaming import Refused
 from adapters.teams.connector import ConnectorError, StreamRejected
+from adapters.teams.feedback import mark_answer
 from adapters.text import split_markdown, utf16_length
+from bot.messages import AnswerInfo
 
 if TYPE_CHECKING:
     from adapters.teams.reply import TeamsReplyTarget
@@ -71,6 +73,23 @@ class TeamsSink:
         self._seq = 0
         self._last_post = 0.0
         self._failures = 0
+        self._answer: AnswerInfo | None = None  # a final model answer: its last message marked
+        self._final = ""
+
+    def mark(self, answer: AnswerInfo, final: str) -> None:
+        self._answer, self._final = answer, final.rstrip()
+
+    def _ends_answer(self, text: str) -> bool:
+        tail = text.rstrip()[-200:]
+        return self._answer is not None and bool(tail) and self._final.endswith(tail)
+
+    def _marked(self, activity: Activity, text: str) -> Activity:
+        if self._ends_answer(text):
+            mark_answer(activity, self._dest.conversation_type, feedback=self._target.feedback)
+        return activity
+
+    async def seal(self, posted: object) -> None:
+        return None  # Teams messages are not edited: the last one was marked when sent
 
     @property
     def limit(self) -> int:
@@ -150,8 +169,8 @@ class TeamsSink:
             info.stream_sequence = self._seq
         if self.stream_id:
             info.stream_id = self.stream_id
-        if type_ == "message":
-            activity = self._dest.message(text, [info])
+        if type_ == "message":  # the stream's final message
+            activity = self._marked(self._dest.message(text, [info]), text)
         else:
             activity = self._dest.activity(type_, text=text, entities=[info])
         try:
@@ -167,9 +186,8 @@ class TeamsSink:
     # -- plain messages and the end
 
     async def post(self, text: str) -> None:
-        await self._out.post(
-            await self._lease(), self._dest.message(text), reply_to_id=self._dest.reply_to_id
-        )
+        activity = self._marked(self._dest.message(text), text)
+        await self._out.post(await self._lease(), activity, reply_to_id=self._dest.reply_to_id)
 
     async def edit(self, ref: object, text: str) -> None:
         raise Refused("Teams replies are not edited")  # edit_interval None: never asked

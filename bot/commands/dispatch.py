@@ -7,7 +7,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from typing import NamedTuple
 
-from bot.commands.access import AdminList
+from bot.commands.access import Access, AdminList, may_run
 from bot.commands.row import (
     Context,
     Refused,
@@ -50,6 +50,10 @@ class Commands:
         self.prompts = prompts
         self.table = table
         self._admins = AdminList(admins)
+
+    def may(self, message: IncomingMessage, need: Access) -> bool:
+        """Whether the sender may run rows needing `need` here (the same check, e.g. App Home)."""
+        return may_run(self._admins, message, need)
 
     async def run(
         self, message: IncomingMessage, *, principal: str | None = None, admin: bool = False

@@ -12,9 +12,16 @@ import difflib
 from collections.abc import Sequence
 
 from bot.commands.access import Access
+from bot.commands.feedback import cmd_feedback
 from bot.commands.general import cmd_help, cmd_reset
 from bot.commands.prompt import prompt_history, reset_prompt, set_prompt, show_prompt
 from bot.commands.row import Row, UsageError, split_word
+from bot.commands.suggestions import (
+    reset_suggestions,
+    set_suggestions,
+    show_suggestions,
+    suggestions_history,
+)
 from bot.commands.summary import cmd_summary
 from bot.commands.usage import cmd_usage
 
@@ -39,6 +46,23 @@ TABLE: tuple[Row, ...] = (
     Row("prompt reset", reset_prompt, Access.SCOPE_ADMIN, "remove that prompt"),
     Row("prompt history", prompt_history, Access.SCOPE_ADMIN, "recent changes"),
     Row("usage", cmd_usage, Access.WORKSPACE_ADMIN, "tokens used today and over 30 days"),
+    Row("feedback", cmd_feedback, Access.WORKSPACE_ADMIN, "👍/👎 on answers and latest comments"),
+    Row(
+        "suggestions show",
+        show_suggestions,
+        Access.ANYONE,
+        "the Slack assistant pane's suggested prompts",
+        default=True,
+    ),
+    Row(
+        "suggestions set",
+        set_suggestions,
+        Access.SCOPE_ADMIN,
+        "set them: one a line, `Title | message`",
+        args="LINES",
+    ),
+    Row("suggestions reset", reset_suggestions, Access.SCOPE_ADMIN, "remove them"),
+    Row("suggestions history", suggestions_history, Access.SCOPE_ADMIN, "recent changes"),
 )
 
 

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 from bot.store.codec import AuditRecord, Context, FoldJob, Summary, Usage, UsageTotals
 from bot.store.locks import Turn
+from bot.store.votes import FeedbackStore
 from bot.trimming import StoredMessage
 
 ONCE_TTL_SECONDS = 24 * 3600
@@ -158,7 +159,7 @@ class CacheStore(ABC):
         """Set only if absent; True when this call set it (once-per-conversation notices)."""
 
 
-class Store(TurnStore, SummaryStore, PromptStore, UsageStore, CacheStore):
+class Store(TurnStore, SummaryStore, PromptStore, UsageStore, CacheStore, FeedbackStore):
     """The one interface for state. `history_budget` is the most history worth keeping;
     `summaries` (HISTORY_SUMMARY) keeps what trimming drops pending for the summary."""
 

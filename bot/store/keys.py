@@ -13,6 +13,7 @@ live on one shard:
     P{prompts}:<scope>        string  the system prompt of a scope
     P{prompts}:audit:<scope>  list    newest-first JSON audit records
     P{usage}:<YYYY-MM-DD>     hash    token and reply counters per workspace/channel/user
+    P{feedback}:…             votes, their log and day counters (bot/store/feedback_redis.py)
     Pcache:{<key>}            string  small adapter cache (user names)
 
 Every id is escaped before it goes into a key (`escape`, used by every key builder), so no
@@ -34,7 +35,7 @@ last segment, so the id between them is recovered whatever `|` it holds.)
 from __future__ import annotations
 
 _ESCAPES = str.maketrans({"%": "%25", "{": "%7B", "}": "%7D"})
-_SHARED_TAGS = frozenset({"prompts", "usage"})
+_SHARED_TAGS = frozenset({"prompts", "usage", "feedback"})
 
 
 def escape(value: str) -> str:
@@ -87,3 +88,12 @@ class Keys:
 
     def cache(self, key: str) -> str:
         return f"{self.prefix}cache:{{{escape(key)}}}"
+
+    def feedback_vote(self, vote_id: str) -> str:
+        return f"{self.prefix}{{feedback}}:v:{escape(vote_id)}"
+
+    def feedback_log(self) -> str:
+        return f"{self.prefix}{{feedback}}:log"
+
+    def feedback_day(self, day: str) -> str:
+        return f"{self.prefix}{{feedback}}:c:{escape(day)}"

@@ -11,6 +11,7 @@ from bot.store.base import AUDIT_KEEP, ONCE_TTL_SECONDS, PENDING_KEEP, Store
 from bot.store.codec import AuditRecord, Context, FoldJob, Summary, Usage, UsageTotals
 from bot.store.errors import NotSubscribed
 from bot.store.locks import FifoLocks, Turn
+from bot.store.votes import MemoryVotes
 from bot.trimming import StoredMessage, fit_newest
 
 
@@ -40,7 +41,7 @@ class _Expiring:
         self._d.pop(key, None)
 
 
-class MemoryStore(Store):
+class MemoryStore(MemoryVotes, Store):
     """One process holds every lock, so a held turn needs no lease and no renewal."""
 
     def __init__(

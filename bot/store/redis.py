@@ -26,6 +26,7 @@ from bot.store.codec import (
     encode_message,
 )
 from bot.store.errors import NotSubscribed, StoreUnavailable
+from bot.store.feedback_redis import RedisVotes
 from bot.store.keys import Keys
 from bot.store.locks import FifoLocks, Turn, start_renewal, stop_renewal
 from bot.store.pipeline import run_pipeline
@@ -51,7 +52,7 @@ def load_script(name: str) -> str:
     return "".join(folder.joinpath(f"{part}.lua").read_text("utf-8") for part in SCRIPTS[name])
 
 
-class RedisStore(RedisSummaries, Store):
+class RedisStore(RedisSummaries, RedisVotes, Store):
     def __init__(
         self,
         url: str,

@@ -228,6 +228,9 @@ async def test_personal_chat_question_gets_the_models_reply_streamed(playground)
     ]
     # The echo's first words open the stream (no informative update first); the final closes it.
     assert kinds[0] == "streaming" and kinds[-1] == "final"
+    # Teams' AI label and feedback loop, as the Playground renders them.
+    assert reply["aiEntity"]["additionalType"] == ["AIGeneratedContent"]
+    assert reply["feedbackLoopEnabled"] is True
 
 
 async def test_channel_mention_gets_the_models_reply_in_the_reply_chain(playground):
@@ -242,6 +245,8 @@ async def test_channel_mention_gets_the_models_reply_in_the_reply_chain(playgrou
     # The mention was removed before the model saw the text, and the answer is one message.
     assert reply["text"] == f"Echo: {question}"
     assert "streamEntity" not in reply
+    assert reply["aiEntity"]["additionalType"] == ["AIGeneratedContent"]
+    assert not reply.get("feedbackLoopEnabled")  # Teams shows no feedback loop in channels
 
 
 async def test_group_chat_mention_gets_the_models_reply(playground):
@@ -251,3 +256,5 @@ async def test_group_chat_mention_gets_the_models_reply(playground):
     assert posted["messageId"]
     reply = await playground.wait_for_reply(group["id"])
     assert reply["text"] == f"Echo: {question}"
+    assert reply["aiEntity"]["additionalType"] == ["AIGeneratedContent"]
+    assert reply["feedbackLoopEnabled"] is True

@@ -27,6 +27,11 @@ METHOD_SCOPES = {
     "assistant.threads.setStatus": "chat:write",
     "reactions.add": "reactions:write",
     "reactions.remove": "reactions:write",
+    "chat.postEphemeral": "chat:write",
+    "assistant.threads.setSuggestedPrompts": "assistant:write",
+    "assistant.threads.setTitle": "assistant:write",
+    "conversations.info": "channels:read",
+    "views.publish": None,
 }
 # Every event the adapter listens to, and the scope it needs.
 EVENT_SCOPES = {
@@ -35,6 +40,9 @@ EVENT_SCOPES = {
     "message.groups": "groups:history",
     "message.mpim": "mpim:history",
     "message.im": "im:history",
+    "assistant_thread_started": "assistant:write",
+    "assistant_thread_context_changed": "assistant:write",
+    "app_home_opened": None,
 }
 
 
@@ -43,8 +51,8 @@ def scopes() -> set[str]:
 
 
 def test_every_method_and_event_the_adapter_uses_has_its_scope():
-    needed = {s for s in METHOD_SCOPES.values() if s} | set(EVENT_SCOPES.values())
-    needed |= {"commands", "im:read", "im:write"}
+    needed = {s for s in METHOD_SCOPES.values() if s} | {s for s in EVENT_SCOPES.values() if s}
+    needed |= {"commands", "im:read", "im:write", "groups:read"}  # groups: private channels' names
     assert needed == scopes()
 
 
@@ -66,5 +74,13 @@ def test_people_can_dm_the_bot():
     assert MANIFEST["features"]["bot_user"]["display_name"]
 
 
-def test_interactivity_is_off_because_nothing_handles_it():
-    assert MANIFEST["settings"]["interactivity"]["is_enabled"] is False
+def test_interactivity_goes_to_the_served_route_for_the_feedback_buttons():
+    interactivity = MANIFEST["settings"]["interactivity"]
+    assert interactivity["is_enabled"] is True
+    assert urlparse(interactivity["request_url"]).path == EVENTS_PATH
+
+
+def test_the_assistant_pane_is_enabled():
+    view = MANIFEST["features"]["assistant_view"]
+    assert view["assistant_description"]
+    assert "assistant:write" in scopes()

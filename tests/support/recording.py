@@ -10,12 +10,14 @@ class RecordingStream:
     parent: RecordingReply
     deltas: list[str] = field(default_factory=list)
     final: str | None = None
+    answer: object = None  # the AnswerInfo a final model answer carried
 
     async def append(self, text: str) -> None:
         self.deltas.append(text)
 
-    async def finish(self, text: str) -> None:
+    async def finish(self, text: str, *, answer: object = None) -> None:
         self.final = text
+        self.answer = answer
         self.parent.posts.append(text)
 
 

@@ -37,7 +37,7 @@ class RecordingStream:
     async def append(self, text: str) -> None:
         self.appended.append(text)
 
-    async def finish(self, text: str) -> None:
+    async def finish(self, text: str, *, answer: object = None) -> None:
         self.reply.streamed.append(text)
 
 

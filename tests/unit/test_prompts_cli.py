@@ -218,7 +218,7 @@ class _Silent:
     async def append(self, text: str) -> None:
         return None
 
-    async def finish(self, text: str) -> None:
+    async def finish(self, text: str, *, answer: object = None) -> None:
         return None
 
 

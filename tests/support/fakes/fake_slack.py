@@ -80,6 +80,7 @@ class Message:
     user: str = ""
     recipient_user_id: str | None = None
     recipient_team_id: str | None = None
+    blocks: list[Any] | None = None  # the message's blocks, as last posted, updated or stopped
 
 
 @dataclass
@@ -97,6 +98,10 @@ class FakeSlackState:
     messages: dict[tuple[str, str], Message] = field(default_factory=dict)
     reactions: set[tuple[str, str, str]] = field(default_factory=set)
     statuses: list[dict[str, Any]] = field(default_factory=list)
+    suggested_prompts: list[dict[str, Any]] = field(default_factory=list)
+    titles: list[dict[str, Any]] = field(default_factory=list)
+    ephemerals: list[dict[str, Any]] = field(default_factory=list)
+    views: list[dict[str, Any]] = field(default_factory=list)  # views.publish: user_id, view
     responses: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -147,6 +152,7 @@ class FakeSlack:
         self.bot_user_id = bot_user_id
         self.bot_id = bot_id
         self.users: dict[str, str | Mapping[str, Any]] = dict(users or {})
+        self.channels: dict[str, str] = {"C1": "general"}  # conversations.info names
         self.host = host
         self._port = port
         self.markdown_limit = markdown_limit
@@ -395,7 +401,23 @@ class FakeSlack:
         }
         if m.thread_ts:
             out["thread_ts"] = m.thread_ts
+        if m.blocks:
+            out["blocks"] = m.blocks
         return out
+
+    def message_payload(self, m: Message) -> dict[str, Any]:
+        """`m` as Slack puts it in an interactivity payload (`block_actions(…)`)."""
+        return self._message_json(m)
+
+    @staticmethod
+    def feedback_buttons(m: Message) -> dict[str, Any] | None:
+        """The `feedback_buttons` element of `m`'s `context_actions` block, if it has one."""
+        for block in m.blocks or []:
+            if block.get("type") == "context_actions":
+                for element in block.get("elements", []):
+                    if element.get("type") == "feedback_buttons":
+                        return element
+        return None
 
     def _find(self, params: Mapping[str, Any]) -> Message:
         self._need(params, "channel", "ts")
@@ -456,12 +478,14 @@ class FakeSlack:
             thread_ts=params.get("thread_ts") or None,
             user=self.bot_user_id,
         )
+        m.blocks = params.get("blocks") or None
         self.state.messages[(m.channel, m.ts)] = m
         return {"channel": m.channel, "ts": m.ts, "message": self._message_json(m)}
 
     def _m_chat_update(self, params: dict[str, Any]) -> dict[str, Any]:
         m = self._find(params)
         m.text = self._post_text(params)
+        m.blocks = params.get("blocks") or None
         m.edits += 1
         return {"channel": m.channel, "ts": m.ts, "text": m.text, "message": self._message_json(m)}
 
@@ -509,6 +533,7 @@ class FakeSlack:
             raise SlackError("message_not_in_streaming_state")
         m.text += self._chunk_text(params)
         m.streaming = False
+        m.blocks = params.get("blocks") or None
         return {"channel": m.channel, "ts": m.ts, "message": self._message_json(m)}
 
     def _m_assistant_threads_setStatus(self, params: dict[str, Any]) -> dict[str, Any]:
@@ -517,6 +542,49 @@ class FakeSlack:
             {k: params.get(k) for k in ("channel_id", "thread_ts", "status", "loading_messages")}
         )
         return {}
+
+    def _m_assistant_threads_setSuggestedPrompts(self, params: dict[str, Any]) -> dict[str, Any]:
+        self._need(params, "channel_id", "thread_ts", "prompts")
+        prompts = params["prompts"]
+        if isinstance(prompts, str):
+            prompts = json.loads(prompts)
+        if not isinstance(prompts, list) or not 1 <= len(prompts) <= 4:
+            raise SlackError("invalid_arguments")
+        self.state.suggested_prompts.append(
+            {
+                "channel_id": params["channel_id"],
+                "thread_ts": params["thread_ts"],
+                "title": params.get("title"),
+                "prompts": prompts,
+            }
+        )
+        return {}
+
+    def _m_assistant_threads_setTitle(self, params: dict[str, Any]) -> dict[str, Any]:
+        self._need(params, "channel_id", "thread_ts", "title")
+        self.state.titles.append({k: params[k] for k in ("channel_id", "thread_ts", "title")})
+        return {}
+
+    def _m_chat_postEphemeral(self, params: dict[str, Any]) -> dict[str, Any]:
+        self._need(params, "channel", "user")
+        self.state.ephemerals.append(
+            {k: params.get(k) for k in ("channel", "user", "thread_ts", "text")}
+        )
+        return {"message_ts": self._next_ts()}
+
+    def _m_views_publish(self, params: dict[str, Any]) -> dict[str, Any]:
+        self._need(params, "user_id", "view")
+        view = params["view"]
+        if isinstance(view, str):
+            view = json.loads(view)
+        self.state.views.append({"user_id": params["user_id"], "view": view})
+        return {"view": {"id": "V" + uuid.uuid4().hex[:8].upper(), **view}}
+
+    def _m_conversations_info(self, params: dict[str, Any]) -> dict[str, Any]:
+        channel = params.get("channel", "")
+        if channel not in self.channels:
+            raise SlackError("channel_not_found")
+        return {"channel": {"id": channel, "name": self.channels[channel], "is_channel": True}}
 
     def _m_reactions_add(self, params: dict[str, Any]) -> dict[str, Any]:
         self._need(params, "channel", "timestamp", "name")
@@ -772,6 +840,74 @@ def slash_command(
         "is_enterprise_install": "true" if org_install else "false",
         "response_url": response_url,
         "trigger_id": trigger_id or f"{uuid.uuid4().int % 10**13}.{uuid.uuid4().int % 10**12}",
+    }
+
+
+def assistant_thread_event(
+    kind: str = "assistant_thread_started",
+    *,
+    user: str = "U1",
+    channel: str = "D1",
+    thread_ts: str | None = None,
+    context_channel: str | None = "C1",
+    team: str = "T0FAKE",
+) -> dict[str, Any]:
+    """`assistant_thread_started` / `assistant_thread_context_changed`: the pane was opened (or
+    the person moved to another channel) with `context_channel` in view."""
+    context: dict[str, Any] = {"team_id": team, "enterprise_id": None}
+    if context_channel:
+        context["channel_id"] = context_channel
+    return {
+        "type": kind,
+        "assistant_thread": {
+            "user_id": user,
+            "channel_id": channel,
+            "thread_ts": thread_ts or new_ts(),
+            "context": context,
+        },
+        "event_ts": new_ts(),
+    }
+
+
+def block_actions(
+    message: Mapping[str, Any],
+    value: str,
+    *,
+    channel: str,
+    user: str = "U1",
+    team: str = "T0FAKE",
+    action_id: str = "threadwise_feedback",
+) -> dict[str, Any]:
+    """The interactivity payload of a click on a button of `message` (as Slack sends it: the
+    message as posted, the clicked element's `value`). Send it as `form({"payload": json})`."""
+    return {
+        "type": "block_actions",
+        "team": {"id": team, "domain": "fake"},
+        "user": {"id": user, "username": user.lower(), "team_id": team},
+        "api_app_id": "A0FAKE",
+        "token": "legacy-verification-token",
+        "container": {
+            "type": "message",
+            "message_ts": message["ts"],
+            "channel_id": channel,
+            "is_ephemeral": False,
+            **({"thread_ts": message["thread_ts"]} if message.get("thread_ts") else {}),
+        },
+        "trigger_id": f"{uuid.uuid4().int % 10**13}.{uuid.uuid4().int % 10**12}",
+        "channel": {"id": channel, "name": "general"},
+        "message": dict(message),
+        "response_url": "https://hooks.slack.test/actions/fake",
+        "actions": [
+            {
+                "type": "feedback_buttons",
+                "action_id": action_id,
+                "block_id": "fb",
+                "value": value,
+                "action_ts": new_ts(),
+            }
+        ],
+        "is_enterprise_install": False,
+        "enterprise": None,
     }
 
 
