@@ -35,6 +35,8 @@ class Usage:
     prompt_tokens: int
     completion_tokens: int
     day: str = field(default_factory=lambda: time.strftime("%Y-%m-%d", time.gmtime()))
+    # The server reported no usage: the counts are Threadwise's own (tiktoken).
+    estimated: bool = False
 
     def fields(self) -> dict[str, int]:
         out: dict[str, int] = {}
@@ -42,6 +44,8 @@ class Usage:
             out[f"{dim}|prompt"] = self.prompt_tokens
             out[f"{dim}|completion"] = self.completion_tokens
             out[f"{dim}|replies"] = 1
+            if self.estimated:
+                out[f"{dim}|estimated"] = 1
         return out
 
 
@@ -50,12 +54,14 @@ class UsageTotals:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     replies: int = 0
+    estimated: int = 0  # replies whose counts are Threadwise's own, not the server's
 
     def __add__(self, other: UsageTotals) -> UsageTotals:
         return UsageTotals(
             self.prompt_tokens + other.prompt_tokens,
             self.completion_tokens + other.completion_tokens,
             self.replies + other.replies,
+            self.estimated + other.estimated,
         )
 
 
