@@ -25,12 +25,15 @@ from urllib.parse import urlsplit
 
 import openai
 
-from bot.model_errors import ModelError, classify
+from bot.model_errors import ModelError, classify, credentials_unavailable
 from bot.pacing import ModelPacer
 
 log = logging.getLogger("threadwise.llm")
 
 ENTRA_SCOPE = "https://cognitiveservices.azure.com/.default"
+# Chunks read past the cap before the stream is closed: a server that honours the cap sends its
+# finish_reason and usage right after its last token, and its count may differ from ours a bit.
+CAP_GRACE_CHUNKS = 8
 CONNECT_TIMEOUT = 10.0  # seconds to open a connection (never more than LLM_TIMEOUT_SECONDS)
 # Hosts that read `max_completion_tokens` (and whose reasoning models reject `max_tokens`).
 _COMPLETION_TOKENS_HOSTS = (
@@ -175,6 +178,7 @@ class LLMClient:
         usage: dict | None = None
         first: float | None = None
         counted = 0
+        over = 0
         done = False
         try:
             # Chunks stay the JSON dicts they arrive as: a pydantic ChatCompletionChunk per
@@ -200,7 +204,9 @@ class LLMClient:
                         for choice in chunk.get("choices") or ():
                             delta_obj = choice.get("delta") or {}
                             delta = delta_obj.get("content")
-                            if delta:
+                            if delta and counted >= cap:
+                                over += 1  # past the cap: not shown, only waited out a little
+                            elif delta:
                                 if first is None:
                                     first = time.monotonic() - started
                                 parts.append(delta)
@@ -210,7 +216,7 @@ class LLMClient:
                             reason = choice.get("finish_reason") or delta_obj.get("finish_reason")
                             if reason:
                                 finish = reason
-                        if counted >= cap and finish is None:
+                        if over > CAP_GRACE_CHUNKS and finish is None:
                             finish = "length"  # the server ignores the cap: we stop reading
                             break
                     done = stream.done
@@ -229,6 +235,10 @@ class LLMClient:
             if parts:
                 raise ModelError("interrupted", type(exc).__name__) from exc
             raise ModelError("server_error", type(exc).__name__) from exc
+        except Exception as exc:
+            if credentials_unavailable(exc):  # Entra ID chosen, no identity to sign in with
+                raise classify(exc) from exc
+            raise
         if finish is None:
             if done:
                 finish = "stop"  # [DONE] ends a complete reply, finish_reason or not

@@ -121,7 +121,7 @@ def _connection_kind(exc: BaseException) -> tuple[str, str]:
     return "server_error", "connection failed"
 
 
-def _credentials_unavailable(exc: BaseException) -> bool:
+def credentials_unavailable(exc: BaseException) -> bool:
     """azure-identity found no identity (or could not get a token): named by class, so the core
     need not import azure-identity unless Entra ID is in use."""
     for cls in type(exc).__mro__:
@@ -143,7 +143,7 @@ def classify(exc: BaseException) -> ModelError:
     """Turn an `openai` (or transport, or azure-identity) exception into a `ModelError`."""
     if isinstance(exc, ModelError):
         return exc
-    if _credentials_unavailable(exc):
+    if credentials_unavailable(exc):
         return ModelError("credentials_unavailable", CREDENTIALS_FIX)
     if isinstance(exc, openai.APIConnectionError):  # APITimeoutError included
         kind, detail = _connection_kind(exc)

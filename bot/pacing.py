@@ -214,7 +214,7 @@ class ModelPacer:
 
 @contextlib.asynccontextmanager
 async def status_kept(
-    show: Callable[[], Awaitable[None]], every: float = STATUS_REFRESH_SECONDS
+    show: Callable[[], Awaitable[None]], every: float | None = None
 ) -> AsyncIterator[Callable[[], None]]:
     """Show the working status now and again every `every` seconds until `stop()` is called
     (the first text arrived) or the block ends.
@@ -224,6 +224,7 @@ async def status_kept(
     look abandoned. The adapters decide how often a refresh really reaches the platform.
     """
     stopped = asyncio.Event()
+    every = every or STATUS_REFRESH_SECONDS
 
     async def refresh() -> None:
         while not stopped.is_set():

@@ -172,10 +172,10 @@ class StreamDies:
 @dataclass
 class EmptyStream:
     """A streaming request answered HTTP 200 with no events and no ``[DONE]`` (llama.cpp's
-    OpenAI server when the prompt overflows its context); a non-streaming one is answered as
-    usual, or with ``error`` when given."""
+    OpenAI server when the prompt overflows its context); a non-streaming one as usual.
 
-    error: Error | None = None
+    Script the error the server would give the request without streaming after it, e.g.
+    ``fake.script(EmptyStream(), context_length_exceeded(2048, 2100))``."""
 
 
 Behaviour = Reply | Error | Hang | StreamDies | EmptyStream
@@ -744,11 +744,8 @@ class FakeOpenAI:
                 return self._error_response(
                     rate_limited(math.ceil(wait), retry_after_ms=round(wait * 1000))
                 )
-        if isinstance(behaviour, EmptyStream):
-            if stream:
-                return await self._empty_stream(request)
-            if behaviour.error is not None:
-                return self._error_response(behaviour.error)
+        if isinstance(behaviour, EmptyStream) and stream:
+            return await self._empty_stream(request)
         if self.context_window is not None and prompt_tokens > self.context_window:
             if stream and self.overflow_as_empty_stream:
                 return await self._empty_stream(request)
