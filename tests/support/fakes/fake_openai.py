@@ -456,6 +456,8 @@ class FakeOpenAI:
       tiktoken (reported usage and the ``context_window`` check use its count).
     - ``overflow_as_empty_stream``: a streamed prompt over ``context_window`` gets HTTP 200 with
       no events and no ``[DONE]`` (the non-streamed one still gets the 400).
+    - ``deployments``: when set, a request for any other ``model`` gets Azure's 404
+      ``DeploymentNotFound`` (default: every name is answered, as many local servers do).
     - ``rate_window``: a :class:`RateWindow` (requests / tokens per window): over it, a 429
       with the window's remaining time as ``Retry-After``.
     """
@@ -480,6 +482,7 @@ class FakeOpenAI:
         digit_weight: float = 1.0,
         overflow_as_empty_stream: bool = False,
         rate_window: RateWindow | None = None,
+        deployments: tuple[str, ...] | None = None,
         host: str = "127.0.0.1",
         port: int = 0,
     ) -> None:
@@ -500,6 +503,7 @@ class FakeOpenAI:
         self.digit_weight = digit_weight
         self.overflow_as_empty_stream = overflow_as_empty_stream
         self.rate_window = rate_window
+        self.deployments = deployments
         self.host = host
         self._requested_port = port
         self.requests: list[RecordedRequest] = []
@@ -607,6 +611,7 @@ class FakeOpenAI:
             "prompt_token_scale",
             "digit_weight",
             "overflow_as_empty_stream",
+            "deployments",
         }
         unknown = set(knobs) - allowed
         if unknown:
@@ -714,6 +719,18 @@ class FakeOpenAI:
                 )
             )
         messages: list[dict[str, Any]] = body["messages"]
+        if self.deployments is not None and body.get("model") not in self.deployments:
+            return self._error_response(
+                Error(
+                    404,
+                    {
+                        "error": {
+                            "code": "DeploymentNotFound",
+                            "message": "The API deployment for this resource does not exist.",
+                        }
+                    },
+                )
+            )
         stream = bool(body.get("stream"))
         behaviour = self.queue.popleft() if self.queue else None
 
