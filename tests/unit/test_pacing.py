@@ -187,3 +187,23 @@ def test_token_ratio_shrinks_the_prompt_budget_and_the_margin_applies_without_us
         prompt_budget(ratio.budget_limit("d", 16384, 1024), 1024) == prompt_budget(16384, 1024) // 2
     )
     assert TokenRatio().budget_limit("d", 16384, 1024) == 16384
+
+
+async def test_each_retry_is_logged_at_debug_with_its_kind_and_wait(caplog):
+    pacer = ModelPacer(4, max_retries=1, rng=lambda: 0.0)
+    answers = iter([rate_limited(0.05), ModelError("server_error", "HTTP 503"), "ok"])
+
+    async def attempt():
+        answer = next(answers)
+        if isinstance(answer, ModelError):
+            raise answer
+        return answer
+
+    with caplog.at_level("DEBUG", logger="threadwise.llm"):
+        assert await pacer.run(attempt, deadline=time.monotonic() + 10) == "ok"
+    retried = [r for r in caplog.records if r.getMessage() == "model call retried"]
+    assert [(r.levelname, r.kind) for r in retried] == [
+        ("DEBUG", "rate_limited"),
+        ("DEBUG", "server_error"),
+    ]
+    assert all(r.wait_seconds >= 0 for r in retried)
