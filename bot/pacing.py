@@ -225,13 +225,18 @@ async def status_kept(
     """
     stopped = asyncio.Event()
     every = every or STATUS_REFRESH_SECONDS
+    # The first one before the model is asked, so it can never land after the first words.
+    with contextlib.suppress(Exception):
+        await show()
 
     async def refresh() -> None:
-        while not stopped.is_set():
-            with contextlib.suppress(Exception):
-                await show()
+        while True:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stopped.wait(), every)
+            if stopped.is_set():
+                return
+            with contextlib.suppress(Exception):
+                await show()
 
     task = asyncio.get_running_loop().create_task(refresh())
     try:
