@@ -120,6 +120,7 @@ class Answerer:
             await stream.append(delta)
 
         started = time.monotonic()
+        wait_until = started + self.llm.wait_seconds  # one wait for the turn, retries included
         completion: Completion | None = None
         async with status_kept(reply.typing) as stop:
             stop_status.append(stop)
@@ -127,7 +128,7 @@ class Answerer:
                 prompt = (system_msg, *history, user_msg)
                 messages = [m.to_openai() for m in prompt]
                 try:
-                    completion = await self.llm.stream(messages, on_delta)
+                    completion = await self.llm.stream(messages, on_delta, wait_until=wait_until)
                     break
                 except ModelError as exc:
                     self.metrics.errors.labels(f"model_{exc.kind}").inc()

@@ -156,14 +156,16 @@ class LLMClient:
         on_delta: Callable[[str], Awaitable[None]],
         *,
         max_tokens: int | None = None,
+        wait_until: float | None = None,
     ) -> Completion:
         """Stream a reply, calling `on_delta` for each piece; raises `ModelError` on failure.
 
-        Waits for its turn at the limiter (at most `LLM_WAIT_SECONDS`, retries included). A
-        stream that breaks after text has been shown is not retried (the user already saw
-        it); `ModelError("interrupted")` carries no partial text — the caller has it.
+        Waits for its turn at the limiter (at most `LLM_WAIT_SECONDS`, retries included, or
+        until `wait_until`, a `time.monotonic()` shared by the calls of one turn). A stream that
+        breaks after text has been shown is not retried (the user already saw it);
+        `ModelError("interrupted")` carries no partial text — the caller has it.
         """
-        deadline = time.monotonic() + self.wait_seconds
+        deadline = wait_until or time.monotonic() + self.wait_seconds
         cap = max_tokens or self.max_response_tokens
         return await self.pacer.run(
             lambda: self._attempt(messages, on_delta, cap), deadline=deadline

@@ -156,8 +156,10 @@ def classify(exc: BaseException) -> ModelError:
             return ModelError(
                 "rate_limited", "HTTP 429", retry_after=retry_after(exc.response.headers)
             )
-        if status >= 500:
-            return ModelError("server_error", f"HTTP {status}")
+        if status >= 500:  # a 503 may say when to come back
+            return ModelError(
+                "server_error", f"HTTP {status}", retry_after=retry_after(exc.response.headers)
+            )
         if code == "content_filter":
             return ModelError("content_filter", "prompt filtered")
         if code == "context_length_exceeded" or _CONTEXT.search(message):
