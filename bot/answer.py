@@ -8,7 +8,6 @@ half-stored.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import re
 import time
@@ -16,19 +15,28 @@ import time
 from bot.llm import Completion, LLMClient, ModelError
 from bot.messages import AnswerInfo, IncomingMessage, ReplyStream, ReplyTarget
 from bot.metrics import Metrics
+from bot.pacing import status_kept
 from bot.prompts import Prompts, channel_scope, scopes_for, workspace_scope
 from bot.replies import (
-    APOLOGY_MODEL,
-    APOLOGY_TIMEOUT,
     CUT_OFF,
-    FILTERED_PROMPT,
+    DEADLINE,
+    EMPTY_REPLY,
     FILTERED_REPLY,
     INTERRUPTED,
+    model_apology,
 )
 from bot.store import Store, StoreUnavailable, Turn, Usage
 from bot.summary import SUMMARY_LABEL, Summarizer
+from bot.token_ratio import TokenRatio
 from bot.tokens import TokenCounter
-from bot.trimming import StoredMessage, fit_newest, fit_prompt, history_budget, prompt_budget
+from bot.trimming import (
+    REPLY_PRIMING,
+    StoredMessage,
+    fit_newest,
+    fit_prompt,
+    history_budget,
+    prompt_budget,
+)
 
 log = logging.getLogger("threadwise.responder")
 
@@ -52,7 +60,7 @@ class Answerer:
         metrics: Metrics,
         token_limit: int,
         max_response_tokens: int,
-        model_max_concurrency: int = 256,
+        token_ratio: TokenRatio | None = None,
         summarizer: Summarizer | None = None,
     ) -> None:
         self.store = store
@@ -63,9 +71,10 @@ class Answerer:
         self.metrics = metrics
         self.token_limit = token_limit
         self.max_response_tokens = max_response_tokens
-        # Model calls in flight in this process. Taken only while holding a conversation's
-        # lock and never held while waiting for one, so slots and locks cannot deadlock.
-        self._model_slots = asyncio.Semaphore(model_max_concurrency)
+        # How much more the model's server counts than we do (bot/token_ratio.py). Model calls
+        # in flight are limited by the client's pacer (bot/pacing.py), entered only while
+        # holding a conversation's lock and never held while waiting for one.
+        self.token_ratio = token_ratio or TokenRatio()
 
     async def answer(self, message: IncomingMessage, reply: ReplyTarget, turn: Turn) -> None:
         """Answer `message` from the model under the conversation's claim `turn`."""
@@ -73,11 +82,14 @@ class Answerer:
             raise RuntimeError("no model configured")
         conv = message.conversation_key
         text = message.text.strip()
+        token_limit = self.token_ratio.budget_limit(
+            self.llm.deployment, self.token_limit, self.max_response_tokens
+        )
         name = None if message.is_dm else speaker_name(message.user_name)
         user_tokens = await self.counter.amessage_tokens("user", text, name)
         scopes = scopes_for(message)
         # The system prompt is not known before the load: read what could fit beside the message.
-        ceiling = history_budget(self.token_limit, self.max_response_tokens, 0, user_tokens)
+        ceiling = history_budget(token_limit, self.max_response_tokens, 0, user_tokens)
         ctx = await self.store.load(conv, max(ceiling, 0), scopes)
         prompt = self.prompts.resolve(scopes, ctx.prompts)
         system = f"{prompt.text}\n\n{message.context}" if message.context else prompt.text
@@ -90,16 +102,16 @@ class Answerer:
             text_ = SUMMARY_LABEL + ctx.summary.text
             context = [StoredMessage("system", text_, ctx.summary.tokens)]
         fitted = fit_prompt(
-            system_msg, ctx.history, user_msg, self.token_limit, self.max_response_tokens, context
+            system_msg, ctx.history, user_msg, token_limit, self.max_response_tokens, context
         )
         if fitted is None and context:
             # A message too long to go with the summary still goes without it.
             context = []
             fitted = fit_prompt(
-                system_msg, ctx.history, user_msg, self.token_limit, self.max_response_tokens
+                system_msg, ctx.history, user_msg, token_limit, self.max_response_tokens
             )
         if fitted is None:
-            room = prompt_budget(self.token_limit, self.max_response_tokens) - system_msg.tokens
+            room = prompt_budget(token_limit, self.max_response_tokens) - system_msg.tokens
             await reply.send(
                 f"Your message is {user_tokens:,} tokens, but this bot can take at most "
                 f"{max(room, 0):,} tokens per message (TOKEN_LIMIT {self.token_limit:,}, less "
@@ -111,37 +123,45 @@ class Answerer:
         if len(history) < len(ctx.history):
             self.metrics.trimmed.inc(len(ctx.history) - len(history))
 
-        await reply.typing()
         stream = reply.stream()
         shown: list[str] = []
+        stop_status: list = []
 
         async def on_delta(delta: str) -> None:
+            if not shown and stop_status:
+                stop_status[0]()  # the first words replace the "is thinking…" status
             shown.append(delta)
             await stream.append(delta)
 
         started = time.monotonic()
+        wait_until = started + self.llm.wait_seconds  # one wait for the turn, retries included
         completion: Completion | None = None
-        for attempt in (1, 2):
-            messages = [m.to_openai() for m in (system_msg, *context, *history, user_msg)]
-            try:
-                async with self._model_slots:
-                    with self.metrics.model_in_flight.track_inprogress():
-                        completion = await self.llm.stream(messages, on_delta)
-                break
-            except ModelError as exc:
-                self.metrics.errors.labels(f"model_{exc.kind}").inc()
-                log.warning("model call failed: %s", exc.kind)
-                if exc.kind == "context_length" and attempt == 1 and not shown:
-                    # Our count disagreed with the service's: trim harder once and retry.
-                    kept = sum(m.tokens for m in history)
-                    history = fit_newest(history, kept // 2)
-                    continue
-                await self._fail(exc, reply, stream, "".join(shown))
-                return
+        async with status_kept(reply.typing) as stop:
+            stop_status.append(stop)
+            for attempt in (1, 2):
+                sent = (system_msg, *context, *history, user_msg)
+                messages = [m.to_openai() for m in sent]
+                try:
+                    completion = await self.llm.stream(messages, on_delta, wait_until=wait_until)
+                    break
+                except ModelError as exc:
+                    self.metrics.errors.labels(f"model_{exc.kind}").inc()
+                    log.warning(
+                        "model call failed: %s", exc.kind, extra={"detail": exc.detail[:200]}
+                    )
+                    if exc.kind == "context_length" and attempt == 1 and not shown:
+                        # Our count disagreed with the service's: trim harder once and retry.
+                        kept = sum(m.tokens for m in history)
+                        history = fit_newest(history, kept // 2)
+                        continue
+                    await self._fail(exc, reply, stream, "".join(shown))
+                    return
         assert completion is not None
         self.metrics.model_latency.observe(time.monotonic() - started)
         if completion.first_token_seconds is not None:
             self.metrics.first_token.observe(completion.first_token_seconds)
+        our_prompt = sum(m.tokens for m in sent) + REPLY_PRIMING
+        self.token_ratio.observe(self.llm.deployment, completion.prompt_tokens, our_prompt)
 
         final = completion.text
         keep = True
@@ -150,8 +170,10 @@ class Answerer:
             keep = False
         elif completion.finish_reason == "length":
             final = (final + "\n\n" if final else "") + CUT_OFF
+        elif completion.finish_reason == "deadline":
+            final = final + "\n\n" + DEADLINE
         elif not final.strip():
-            final = "_(The model returned an empty reply.)_"
+            final = EMPTY_REPLY
             keep = False
         info = AnswerInfo(self.llm.deployment, prompt.scope) if keep else None
         await stream.finish(final, answer=info)
@@ -163,12 +185,19 @@ class Answerer:
             self.metrics.tokens.labels("prompt").inc(prompt_used)
         if completion_used is not None:
             self.metrics.tokens.labels("completion").inc(completion_used)
+        # A server that reports no usage (llama.cpp when streaming): our own counts, marked.
+        estimated = prompt_used is None or completion_used is None
+        if prompt_used is None:
+            prompt_used = our_prompt
+        if completion_used is None:
+            completion_used = await self.counter.acount(completion.text)
         usage = Usage(
             workspace=workspace_scope(message.platform, message.workspace),
             channel=channel_scope(message.platform, message.workspace, message.channel),
             user=f"{message.platform}:{message.workspace}:{message.user_id}",
-            prompt_tokens=prompt_used or 0,
-            completion_tokens=completion_used or 0,
+            prompt_tokens=prompt_used,
+            completion_tokens=completion_used,
+            estimated=estimated,
         )
         # With summaries on, what this prompt left out (the oldest of the stored history) is
         # handed to the summary in the commit; `ctx.stored` is 0 otherwise.
@@ -202,6 +231,7 @@ class Answerer:
                 "history_messages": len(history),
                 "stored_dropped": dropped,
                 "finish_reason": completion.finish_reason,
+                "usage_estimated": estimated,
             },
         )
 
@@ -211,12 +241,7 @@ class Answerer:
         if partial:
             await stream.finish(partial + "\n\n" + INTERRUPTED)
             return
-        if exc.kind == "content_filter":
-            await self._say(reply, FILTERED_PROMPT)
-        elif exc.kind == "timeout":
-            await self._say(reply, APOLOGY_TIMEOUT)
-        else:
-            await self._say(reply, APOLOGY_MODEL)
+        await self._say(reply, model_apology(exc.kind))
 
     async def _say(self, reply: ReplyTarget, text: str) -> None:
         try:

@@ -14,6 +14,7 @@ from bot.settings import Settings
 from bot.store import Store, make_store
 from bot.suggestions import SuggestedPrompts, parse_json
 from bot.summary import Summarizer
+from bot.token_ratio import TokenRatio
 from bot.tokens import TokenCounter, encoding_name_for
 
 
@@ -45,8 +46,14 @@ def build_service(settings: Settings, *, with_model: bool = True) -> Service:
     counter = TokenCounter(
         encoding_name_for(settings.azure_openai_model, settings.azure_openai_deployment)
     )
-    llm = make_llm(settings) if with_model else None
     metrics = Metrics()
+    llm = (
+        make_llm(settings, count=counter.count, on_retry=metrics.model_retry)
+        if with_model
+        else None
+    )
+    if llm is not None:
+        metrics.watch_pacer(llm.pacer)
     prompts = Prompts(store, counter, settings.system_prompt, settings.prompt_max_tokens)
     commands = Commands(store, prompts, settings.admins)
     summarizer = None
@@ -68,7 +75,7 @@ def build_service(settings: Settings, *, with_model: bool = True) -> Service:
         metrics=metrics,
         token_limit=settings.token_limit,
         max_response_tokens=settings.max_response_tokens,
-        model_max_concurrency=settings.model_max_concurrency,
+        token_ratio=TokenRatio(settings.token_safety_margin),
         conversation_queue_max=settings.conversation_queue_max,
         summarizer=summarizer,
     )

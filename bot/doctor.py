@@ -108,44 +108,10 @@ def _eviction(policy: str | None) -> Check:
     )
 
 
-async def _check_model(settings: Settings) -> Check:
-    try:
-        settings.require_model()
-    except SettingsError as exc:
-        name = str(exc).split(":")[0]
-        return Check("model", False, "settings", f"set {name}")
-    from bot.llm import ModelError, make_llm
+async def _check_model(settings: Settings) -> list[Check]:
+    from bot.doctor_model import check_model  # the model check (imports this module's Check)
 
-    llm = make_llm(settings)
-    tried = (
-        f"one-token call to deployment {settings.azure_openai_deployment!r} at "
-        f"{settings.model_base_url} ({'key' if settings.azure_openai_api_key else 'Entra ID'})"
-    )
-    try:
-        async with asyncio.timeout(min(settings.llm_timeout_seconds, 30)):
-            model = await llm.ping()
-        return Check("model", True, tried + f" → {model}")
-    except (ModelError, TimeoutError) as exc:
-        kind = getattr(exc, "kind", "timeout")
-        fixes = {
-            "auth": "the key or identity was refused: check AZURE_OPENAI_API_KEY, or grant "
-            "'Cognitive Services OpenAI User' to the identity",
-            "not_found": "no such deployment: check AZURE_OPENAI_DEPLOYMENT and the endpoint",
-            "timeout": "no answer (timed out or refused): check AZURE_OPENAI_ENDPOINT and the "
-            "network",
-            "unavailable": "could not reach the endpoint: check AZURE_OPENAI_ENDPOINT",
-        }
-        return Check("model", False, tried, fixes.get(kind, f"the call failed ({kind})"))
-    except Exception as exc:  # e.g. no Entra credential available on this machine
-        return Check(
-            "model",
-            False,
-            tried,
-            f"{type(exc).__name__}: set AZURE_OPENAI_API_KEY or "
-            "sign in (az login) / use a managed identity",
-        )
-    finally:
-        await llm.close()
+    return await check_model(settings)
 
 
 # A platform's check, ready to run: an adapter's check bound to its settings, or a known result.
@@ -165,10 +131,11 @@ async def run_doctor(
     settings: Settings, out: TextIO, platforms: Sequence[PlatformCheck] = ()
 ) -> int:
     """Run every check at once and print the report; 1 when a required check failed."""
-    store_checks, *others = await asyncio.gather(
+    store_checks, model_checks, *others = await asyncio.gather(
         _check_redis(settings), _check_model(settings), *(check() for check in platforms)
     )
-    checks = [_check_settings(settings), *store_checks, *others]
+    checks = [_check_settings(settings), *store_checks, *model_checks]
+    checks += others
     if not (settings.slack_enabled or settings.teams_enabled):
         # Not a failure: `chat` needs no platform. Said, so `serve`'s refusal is no surprise.
         checks.append(

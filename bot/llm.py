@@ -1,35 +1,73 @@
 """The model: Azure OpenAI's v1 endpoint (or any OpenAI-compatible one) through `openai`.
 
-Retries are the SDK's own: it retries 408/409/429/5xx and timeouts with exponential backoff
-and honours `retry-after-ms` / `Retry-After` (openai `_base_client._calculate_retry_timeout`),
-which is docs/spec.md §4 exactly; we set only `max_retries` and `timeout`. What we add is the
-mapping of outcomes (finish_reason, Azure's content filter, context length) onto what the user sees.
+The SDK makes the request (auth, error bodies, SSE decoding); retries are ours, not the SDK's
+(`max_retries=0`): they go through the process's one `bot.pacing.ModelPacer`, which paces
+429s for every turn at once, jitters, and never re-sends a request the model may still be
+working on (a timeout). What a failure means is `bot.model_errors`.
+
+Two clocks bound a call (docs/spec.md §4): `LLM_TIMEOUT_SECONDS`, the longest the model may be
+silent — before its first byte and between two pieces of a stream (the transport's read
+timeout); and `LLM_REPLY_DEADLINE_SECONDS`, the whole reply from the moment the request is
+sent: past it the stream is closed and the text so far is the reply, with a note.
+
+The reply cap is enforced here as well as sent: deltas are counted as they arrive and the
+stream is closed once they reach `MAX_RESPONSE_TOKENS` (some servers ignore the field).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 import openai
+
+from bot.model_errors import ModelError, classify, credentials_unavailable
+from bot.pacing import ModelPacer
 
 log = logging.getLogger("threadwise.llm")
 
 ENTRA_SCOPE = "https://cognitiveservices.azure.com/.default"
+# Chunks read past the cap before the stream is closed: a server that honours the cap sends its
+# finish_reason and usage right after its last token, and its count may differ from ours a bit.
+CAP_GRACE_CHUNKS = 8
+CONNECT_TIMEOUT = 10.0  # seconds to open a connection (never more than LLM_TIMEOUT_SECONDS)
+# Hosts that read `max_completion_tokens` (and whose reasoning models reject `max_tokens`).
+_COMPLETION_TOKENS_HOSTS = (
+    ".openai.azure.com",
+    ".cognitiveservices.azure.com",
+    ".services.ai.azure.com",
+    "api.openai.com",
+)
+
+__all__ = ["Completion", "LLMClient", "ModelError", "cap_field_for", "classify", "make_llm"]
 
 
-class ModelError(Exception):
-    """The model call failed for good; `kind` says why (for metrics and the user's message)."""
+def cap_field_for(base_url: str | None, setting: str = "auto") -> str:
+    """The request field carrying the reply cap (docs/spec.md §4).
 
-    def __init__(self, kind: str, detail: str = "") -> None:
-        super().__init__(f"{kind}: {detail}" if detail else kind)
-        self.kind = kind  # content_filter | context_length | timeout | unavailable | bad_request
+    Azure OpenAI and OpenAI read `max_completion_tokens` (their reasoning models refuse
+    `max_tokens`); other OpenAI-compatible servers (llama.cpp, Ollama, older vLLM) read only
+    `max_tokens`, which every one of them has supported since the start. `LLM_CAP_FIELD` picks
+    one explicitly, e.g. for a proxy in front of Azure at a host of its own.
+    """
+    if setting != "auto":
+        return setting
+    host = (urlsplit(base_url or "").hostname or "").lower()
+    if any(host == h.lstrip(".") or host.endswith(h) for h in _COMPLETION_TOKENS_HOSTS):
+        return "max_completion_tokens"
+    return "max_tokens"
 
 
 @dataclass(slots=True)
 class Completion:
+    """One reply. `finish_reason` is the server's, or ours: `length` when our count reached
+    the cap, `deadline` when `LLM_REPLY_DEADLINE_SECONDS` passed; usage is None when the
+    server reported none."""
+
     text: str
     finish_reason: str | None
     prompt_tokens: int | None = None
@@ -37,43 +75,29 @@ class Completion:
     first_token_seconds: float | None = None
 
 
-def _error_code(exc: openai.APIStatusError) -> str | None:
-    body = exc.body if isinstance(exc.body, dict) else {}
-    err = body.get("error", body) if isinstance(body, dict) else {}
-    code = getattr(exc, "code", None) or (err.get("code") if isinstance(err, dict) else None)
-    inner = err.get("innererror", {}) if isinstance(err, dict) else {}
-    if isinstance(inner, dict) and inner.get("code") == "ResponsibleAIPolicyViolation":
-        return "content_filter"
-    return str(code) if code else None
+@dataclass(slots=True)
+class Probe:
+    """`doctor`'s one-token call: the model that answered and how many tokens it generated."""
+
+    model: str
+    completion_tokens: int
 
 
-def classify(exc: BaseException) -> ModelError:
-    """Turn an `openai` exception into the kinds docs/spec.md §4 distinguishes."""
-    if isinstance(exc, ModelError):
-        return exc
-    if isinstance(exc, openai.APITimeoutError):
-        return ModelError("timeout", "the model did not answer in time")
-    if isinstance(exc, openai.BadRequestError):
-        code = _error_code(exc)
-        message = str(getattr(exc, "message", "")) or ""
-        if code == "content_filter":
-            return ModelError("content_filter", "prompt filtered")
-        if code == "context_length_exceeded" or "maximum context length" in message:
-            return ModelError("context_length", message[:200])
-        return ModelError("bad_request", f"{code or 400}")
-    if isinstance(exc, openai.AuthenticationError | openai.PermissionDeniedError):
-        return ModelError("auth", f"HTTP {exc.status_code}")
-    if isinstance(exc, openai.NotFoundError):
-        return ModelError("not_found", "deployment not found")
-    if isinstance(exc, openai.APIStatusError):
-        return ModelError("unavailable", f"HTTP {exc.status_code}")
-    if isinstance(exc, openai.APIConnectionError):
-        return ModelError("unavailable", "connection failed")
-    return ModelError("unavailable", type(exc).__name__)
+class _Stream(openai.AsyncStream[object]):
+    """The SDK's stream, remembering whether the server ended it with `data: [DONE]`."""
+
+    done = False
+
+    async def _iter_events(self):  # type: ignore[override]
+        async for sse in super()._iter_events():
+            if sse.data.startswith("[DONE]"):
+                self.done = True
+            yield sse
 
 
 class LLMClient:
-    """Streams chat completions; one instance per process, sharing the HTTP connection pool."""
+    """Streams chat completions; one instance per process, sharing the HTTP connection pool
+    and the model-call limiter."""
 
     def __init__(
         self,
@@ -85,27 +109,42 @@ class LLMClient:
         temperature: float | None,
         max_retries: int,
         timeout: float,
+        reply_deadline: float = 300.0,
+        wait_seconds: float = 180.0,
+        max_concurrency: int = 256,
+        cap_field: str = "auto",
+        count: Callable[[str], int] | None = None,
+        on_retry: Callable[[str], None] | None = None,
         close_hook: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self.deployment = deployment
         self.max_response_tokens = max_response_tokens
         self.temperature = temperature
+        self.timeout = timeout
+        self.reply_deadline = reply_deadline
+        self.wait_seconds = wait_seconds
+        self.cap_field = cap_field_for(base_url, cap_field)
+        # Tokens of one delta (the process's tokenizer); a delta counts one without it.
+        self._count = count or (lambda _text: 1)
+        self.pacer = ModelPacer(max_concurrency, max_retries=max_retries, on_retry=on_retry)
         self.client = openai.AsyncOpenAI(
             base_url=base_url,
             api_key=api_key,
-            max_retries=max_retries,
-            timeout=timeout,
+            max_retries=0,
+            timeout=openai.Timeout(timeout, connect=min(CONNECT_TIMEOUT, timeout)),
             # The SDK's aiohttp transport: httpx's connection pool scans every connection for
             # each request, a cost that grows with the replies streaming at once.
             http_client=openai.DefaultAioHttpClient(),
         )
         self._close_hook = close_hook
 
-    def _params(self, messages: list[dict[str, str]], max_tokens: int | None) -> dict:
+    def _params(
+        self, messages: list[dict[str, str]], max_tokens: int | None, model: str | None = None
+    ) -> dict:
         params: dict = {
-            "model": self.deployment,
+            "model": model or self.deployment,
             "messages": messages,
-            "max_completion_tokens": max_tokens or self.max_response_tokens,
+            self.cap_field: max_tokens or self.max_response_tokens,
         }
         if self.temperature is not None:
             params["temperature"] = self.temperature
@@ -117,56 +156,98 @@ class LLMClient:
         on_delta: Callable[[str], Awaitable[None]],
         *,
         max_tokens: int | None = None,
+        wait_until: float | None = None,
     ) -> Completion:
         """Stream a reply, calling `on_delta` for each piece; raises `ModelError` on failure.
 
-        A stream that breaks after text has been shown is not retried (the user already saw
-        it); `ModelError("interrupted")` carries no partial text — the caller has it.
+        Waits for its turn at the limiter (at most `LLM_WAIT_SECONDS`, retries included, or
+        until `wait_until`, a `time.monotonic()` shared by the calls of one turn). A stream that
+        breaks after text has been shown is not retried (the user already saw it);
+        `ModelError("interrupted")` carries no partial text — the caller has it.
         """
+        deadline = wait_until or time.monotonic() + self.wait_seconds
+        cap = max_tokens or self.max_response_tokens
+        return await self.pacer.run(
+            lambda: self._attempt(messages, on_delta, cap), deadline=deadline
+        )
+
+    async def _attempt(
+        self, messages: list[dict[str, str]], on_delta: Callable[[str], Awaitable[None]], cap: int
+    ) -> Completion:
         started = time.monotonic()
         parts: list[str] = []
         finish: str | None = None
         usage: dict | None = None
         first: float | None = None
+        counted = 0
+        over = 0
+        done = False
         try:
-            # The SDK's own request (auth, retries, errors, SSE decoding), but chunks stay the
-            # JSON dicts they arrive as: a pydantic ChatCompletionChunk per token would be most
-            # of a turn's CPU.
-            stream = await self.client.post(
-                "/chat/completions",
-                body={
-                    **self._params(messages, max_tokens),
-                    "stream": True,
-                    "stream_options": {"include_usage": True},
-                },
-                cast_to=object,
-                stream=True,
-                stream_cls=openai.AsyncStream[object],
-            )
-            async with stream:
-                async for chunk in stream:
-                    if not isinstance(chunk, dict):
-                        continue
-                    if chunk.get("usage"):
-                        usage = chunk["usage"]
-                    for choice in chunk.get("choices") or ():
-                        delta = (choice.get("delta") or {}).get("content")
-                        if delta:
-                            if first is None:
-                                first = time.monotonic() - started
-                            parts.append(delta)
-                            await on_delta(delta)
-                        if choice.get("finish_reason"):
-                            finish = choice["finish_reason"]
+            # Chunks stay the JSON dicts they arrive as: a pydantic ChatCompletionChunk per
+            # token would be most of a turn's CPU.
+            async with asyncio.timeout(self.reply_deadline) as clock:
+                stream = await self.client.post(
+                    "/chat/completions",
+                    body={
+                        **self._params(messages, cap),
+                        "stream": True,
+                        "stream_options": {"include_usage": True},
+                    },
+                    cast_to=object,
+                    stream=True,
+                    stream_cls=_Stream,
+                )
+                async with stream:
+                    async for chunk in stream:
+                        if not isinstance(chunk, dict):
+                            continue
+                        if chunk.get("usage"):
+                            usage = chunk["usage"]
+                        for choice in chunk.get("choices") or ():
+                            delta_obj = choice.get("delta") or {}
+                            delta = delta_obj.get("content")
+                            if delta and counted >= cap:
+                                over += 1  # past the cap: not shown, only waited out a little
+                            elif delta:
+                                if first is None:
+                                    first = time.monotonic() - started
+                                parts.append(delta)
+                                counted += self._count(delta)
+                                await on_delta(delta)
+                            # Azure's API simulator puts finish_reason inside the delta.
+                            reason = choice.get("finish_reason") or delta_obj.get("finish_reason")
+                            if reason:
+                                finish = reason
+                        if over > CAP_GRACE_CHUNKS and finish is None:
+                            finish = "length"  # the server ignores the cap: we stop reading
+                            break
+                    done = stream.done
+        except TimeoutError as exc:
+            if not clock.expired():
+                raise ModelError("timeout", "no answer in time") from exc
+            if not parts:
+                raise ModelError("timeout", "no reply within LLM_REPLY_DEADLINE_SECONDS") from None
+            finish = "deadline"
         except openai.APIError as exc:
             err = classify(exc)
-            if parts and err.kind in ("unavailable", "timeout"):
+            if parts and err.kind in ("unreachable", "timeout", "server_error"):
                 raise ModelError("interrupted", err.kind) from exc
             raise err from exc
         except (OSError, ValueError) as exc:  # a connection torn mid-stream
-            raise ModelError("interrupted" if parts else "unavailable", type(exc).__name__) from exc
-        if finish is None and parts:
-            raise ModelError("interrupted", "stream ended without finish_reason")
+            if parts:
+                raise ModelError("interrupted", type(exc).__name__) from exc
+            raise ModelError("server_error", type(exc).__name__) from exc
+        except Exception as exc:
+            if credentials_unavailable(exc):  # Entra ID chosen, no identity to sign in with
+                raise classify(exc) from exc
+            raise
+        if finish is None:
+            if done:
+                finish = "stop"  # [DONE] ends a complete reply, finish_reason or not
+            elif parts:
+                raise ModelError("interrupted", "stream ended without finish_reason or [DONE]")
+            else:
+                return await self._explain_empty(messages, on_delta, cap, started)
         return Completion(
             text="".join(parts),
             finish_reason=finish,
@@ -175,15 +256,64 @@ class LLMClient:
             first_token_seconds=first,
         )
 
-    async def ping(self) -> str:
-        """One-token call for `doctor`: proves endpoint, auth and deployment together."""
+    async def _explain_empty(
+        self,
+        messages: list[dict[str, str]],
+        on_delta: Callable[[str], Awaitable[None]],
+        cap: int,
+        started: float,
+    ) -> Completion:
+        """A 200 stream with no events and no [DONE] (llama.cpp's server when the prompt
+        overflows its context): ask once without streaming, which answers with the error —
+        or with the reply itself, which is then shown whole."""
+        log.info("stream ended without events; asking again without streaming")
+        remaining = self.reply_deadline - (time.monotonic() - started)
+        if remaining <= 0:
+            raise ModelError("empty_stream", "no time left to ask without streaming")
         try:
-            resp = await self.client.with_options(max_retries=0).chat.completions.create(
-                **self._params([{"role": "user", "content": "ping"}], 1)
-            )
+            async with asyncio.timeout(remaining):
+                resp = await self.client.post(
+                    "/chat/completions",
+                    body=self._params(messages, cap),
+                    cast_to=object,
+                )
+        except TimeoutError:
+            raise ModelError("empty_stream", "the plain request did not answer in time") from None
         except openai.APIError as exc:
+            err = classify(exc)
+            if err.kind == "timeout":
+                raise ModelError("empty_stream", "the plain request timed out") from exc
+            raise err from exc
+        choice = (resp.get("choices") or [{}])[0] if isinstance(resp, dict) else {}
+        text = ((choice.get("message") or {}).get("content")) or ""
+        usage = resp.get("usage") if isinstance(resp, dict) else None
+        if text:
+            await on_delta(text)
+        return Completion(
+            text=text,
+            finish_reason=choice.get("finish_reason") or "stop",
+            prompt_tokens=usage.get("prompt_tokens") if usage else None,
+            completion_tokens=usage.get("completion_tokens") if usage else None,
+            first_token_seconds=time.monotonic() - started if text else None,
+        )
+
+    async def probe(self, model: str | None = None) -> Probe:
+        """One-token call for `doctor`: proves endpoint, auth and deployment together (and,
+        with another `model`, whether the server checks model names at all)."""
+        try:
+            resp = await self.client.chat.completions.create(
+                **self._params([{"role": "user", "content": "ping"}], 1, model)
+            )
+        except Exception as exc:
             raise classify(exc) from exc
-        return resp.model or self.deployment
+        generated = resp.usage.completion_tokens if resp.usage else None
+        if generated is None:
+            content = resp.choices[0].message.content if resp.choices else ""
+            generated = self._count(content or "") if content else 0
+        return Probe(resp.model or model or self.deployment, generated)
+
+    async def ping(self) -> str:
+        return (await self.probe()).model
 
     async def close(self) -> None:
         await self.client.close()
@@ -191,7 +321,7 @@ class LLMClient:
             await self._close_hook()
 
 
-def make_llm(settings) -> LLMClient:
+def make_llm(settings, *, count: Callable[[str], int] | None = None, on_retry=None) -> LLMClient:
     """Key auth when a key is set, else Entra ID (DefaultAzureCredential, optional UAMI)."""
     settings.require_model()
     close_hook = None
@@ -213,5 +343,11 @@ def make_llm(settings) -> LLMClient:
         temperature=settings.temperature,
         max_retries=settings.llm_max_retries,
         timeout=settings.llm_timeout_seconds,
+        reply_deadline=settings.llm_reply_deadline_seconds,
+        wait_seconds=settings.llm_wait_seconds,
+        max_concurrency=settings.model_max_concurrency,
+        cap_field=settings.llm_cap_field,
+        count=count,
+        on_retry=on_retry,
         close_hook=close_hook,
     )

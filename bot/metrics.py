@@ -90,5 +90,32 @@ class Metrics:
             registry=r,
         )
 
+        self.model_retries = Counter(
+            "threadwise_model_retries",
+            "Model calls retried, by the kind of failure (bot/model_errors.py)",
+            ["kind"],
+            registry=r,
+        )
+
+        self.model_call_limit = Gauge(
+            "threadwise_model_call_limit",
+            "Model calls the pacer lets run at once now (shrinks on 429, grows back)",
+            registry=r,
+        )
+        self.model_calls_waiting = Gauge(
+            "threadwise_model_calls_waiting",
+            "Turns waiting for the pacer to let their model call start",
+            registry=r,
+        )
+
+    def model_retry(self, kind: str) -> None:
+        self.model_retries.labels(kind).inc()
+
+    def watch_pacer(self, pacer) -> None:
+        """Read the model-call pacer's state (bot/pacing.py) at each scrape."""
+        self.model_in_flight.set_function(lambda: pacer.in_flight)
+        self.model_call_limit.set_function(lambda: pacer.limit)
+        self.model_calls_waiting.set_function(lambda: pacer.waiting)
+
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -22,6 +22,7 @@ from bot.prompts import Prompts
 from bot.replies import APOLOGY_INTERNAL, APOLOGY_STORE, BUSY, EMPTY_MENTION
 from bot.store import NotSubscribed, Store, StoreUnavailable
 from bot.summary import Summarizer
+from bot.token_ratio import TokenRatio
 from bot.tokens import TokenCounter
 
 log = logging.getLogger("threadwise.responder")
@@ -52,7 +53,7 @@ class Responder:
         token_limit: int,
         max_response_tokens: int,
         lock_wait: float = 300.0,
-        model_max_concurrency: int = 256,
+        token_ratio: TokenRatio | None = None,
         conversation_queue_max: int = 50,
         summarizer: Summarizer | None = None,
     ) -> None:
@@ -67,7 +68,7 @@ class Responder:
             metrics=metrics,
             token_limit=token_limit,
             max_response_tokens=max_response_tokens,
-            model_max_concurrency=model_max_concurrency,
+            token_ratio=token_ratio,
             summarizer=summarizer,
         )
         self.lock_wait = lock_wait

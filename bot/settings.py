@@ -84,6 +84,18 @@ class Settings(BaseSettings):
     llm_max_retries: int = Field(3, ge=0, le=20, validation_alias=_alias("LLM_MAX_RETRIES"))
     llm_timeout_seconds: float = Field(60, gt=0, validation_alias=_alias("LLM_TIMEOUT_SECONDS"))
 
+    # --- model calls: pacing, deadlines, the reply cap, token margin (docs/spec.md §4)
+    llm_reply_deadline_seconds: float = Field(
+        300, gt=0, validation_alias=_alias("LLM_REPLY_DEADLINE_SECONDS")
+    )
+    llm_wait_seconds: float = Field(180, ge=0, validation_alias=_alias("LLM_WAIT_SECONDS"))
+    llm_cap_field: Literal["auto", "max_completion_tokens", "max_tokens"] = Field(
+        "auto", validation_alias=_alias("LLM_CAP_FIELD")
+    )
+    token_safety_margin: float = Field(
+        0, ge=0, le=100, validation_alias=_alias("TOKEN_SAFETY_MARGIN")
+    )
+
     # --- prompts and admins (§5)
     system_prompt: str = Field(
         "You are a helpful assistant.", validation_alias=_alias("SYSTEM_PROMPT")
@@ -149,14 +161,16 @@ class Settings(BaseSettings):
     log_format: Literal["json", "text"] = Field("json", validation_alias=_alias("LOG_FORMAT"))
     metrics_token: SecretStr | None = Field(None, validation_alias=_alias("METRICS_TOKEN"))
 
-    @field_validator("log_level", "microsoft_app_type", "log_format", mode="before")
+    @field_validator(
+        "log_level", "microsoft_app_type", "log_format", "llm_cap_field", mode="before"
+    )
     @classmethod
     def _normalise_case(cls, value: object, info) -> object:
         if not isinstance(value, str):
             return value
         if info.field_name == "log_level":
             return value.strip().upper()
-        if info.field_name == "log_format":
+        if info.field_name in ("log_format", "llm_cap_field"):
             return value.strip().lower()
         wanted = {v.lower(): v for v in ("MultiTenant", "SingleTenant", "UserAssignedMSI")}
         return wanted.get(value.strip().lower(), value)

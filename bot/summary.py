@@ -201,6 +201,7 @@ class Summarizer:
             return False
         self.metrics.summaries.labels("folded").inc()
         prompt_used = completion.prompt_tokens
+        estimated = prompt_used is None or completion.completion_tokens is None
         if prompt_used is None:
             prompt_used = sum(
                 [await self.counter.amessage_tokens(m["role"], m["content"]) for m in request]
@@ -219,6 +220,7 @@ class Summarizer:
                     prompt_tokens=prompt_used,
                     completion_tokens=completion_used,
                     replies=0,
+                    estimated=estimated,
                 )
             )
         log.info(

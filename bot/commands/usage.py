@@ -23,7 +23,19 @@ async def cmd_usage(ctx: Context) -> str:
         month = sum(per_day.values(), UsageTotals())
         rows.append(
             f"• {label}: today {day.prompt_tokens:,} prompt + {day.completion_tokens:,} "
-            f"completion tokens in {day.replies:,} replies; last 30 days "
-            f"{month.prompt_tokens:,} + {month.completion_tokens:,} in {month.replies:,} replies"
+            f"completion tokens in {_replies(day)}; last 30 days "
+            f"{month.prompt_tokens:,} + {month.completion_tokens:,} in {_replies(month)}"
         )
     return "Token usage (UTC days):\n" + "\n".join(rows)
+
+
+def _replies(totals: UsageTotals) -> str:
+    """ "1 reply", "5 replies", marked when some counts are Threadwise's own estimates (the
+    server reported no usage for them)."""
+    n = totals.replies
+    text = f"{n:,} repl{'y' if n == 1 else 'ies'}"
+    if totals.estimated >= n and n:
+        return text + " (estimated)"
+    if totals.estimated:
+        return text + f" ({totals.estimated:,} estimated)"
+    return text

@@ -37,6 +37,8 @@ class Usage:
     day: str = field(default_factory=lambda: time.strftime("%Y-%m-%d", time.gmtime()))
     # 0 for model calls that are not replies (summaries): their tokens count, not as a reply.
     replies: int = 1
+    # The server reported no usage: the counts are Threadwise's own (tiktoken).
+    estimated: bool = False
 
     def fields(self) -> dict[str, int]:
         out: dict[str, int] = {}
@@ -45,6 +47,8 @@ class Usage:
             out[f"{dim}|completion"] = self.completion_tokens
             if self.replies:
                 out[f"{dim}|replies"] = self.replies
+            if self.estimated:
+                out[f"{dim}|estimated"] = self.replies or 1
         return out
 
 
@@ -53,12 +57,14 @@ class UsageTotals:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     replies: int = 0
+    estimated: int = 0  # replies whose counts are Threadwise's own, not the server's
 
     def __add__(self, other: UsageTotals) -> UsageTotals:
         return UsageTotals(
             self.prompt_tokens + other.prompt_tokens,
             self.completion_tokens + other.completion_tokens,
             self.replies + other.replies,
+            self.estimated + other.estimated,
         )
 
 

@@ -236,6 +236,7 @@ class MemoryStore(MemoryVotes, Store):
                 day.get(f"{dimension}|prompt", 0),
                 day.get(f"{dimension}|completion", 0),
                 day.get(f"{dimension}|replies", 0),
+                day.get(f"{dimension}|estimated", 0),
             )
         return out
 

@@ -336,7 +336,7 @@ class RedisStore(RedisSummaries, RedisVotes, Store):
     # -- usage
 
     async def usage(self, days: Sequence[str], dimension: str) -> dict[str, UsageTotals]:
-        names = [f"{dimension}|prompt", f"{dimension}|completion", f"{dimension}|replies"]
+        names = [f"{dimension}|{f}" for f in ("prompt", "completion", "replies", "estimated")]
         async with self._guard():
             async with self.r.pipeline(transaction=False) as pipe:
                 for d in days:

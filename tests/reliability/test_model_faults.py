@@ -9,8 +9,8 @@ message and checks what a person sees and what the bot kept:
   (a retried success, a `length` cut-off, a context-length retry);
 - the next message is answered normally, with the history as it should be.
 
-The service runs with LLM_MAX_RETRIES=1 and LLM_TIMEOUT_SECONDS=1, so every fault ends within
-seconds.
+The service runs with LLM_MAX_RETRIES=1, LLM_TIMEOUT_SECONDS=1 and LLM_WAIT_SECONDS=3, so every
+fault ends within seconds; each failure kind has its own line (bot/replies.py).
 """
 
 from __future__ import annotations
@@ -24,7 +24,8 @@ import pytest
 import pytest_asyncio
 
 from bot.replies import (
-    APOLOGY_MODEL,
+    APOLOGY_RATE_LIMITED,
+    APOLOGY_SERVER_ERROR,
     APOLOGY_TIMEOUT,
     CUT_OFF,
     FILTERED_PROMPT,
@@ -34,6 +35,7 @@ from bot.replies import (
 from tests.reliability.conftest import new_stack
 from tests.support.fakes.fake_openai import (
     Behaviour,
+    EmptyStream,
     Hang,
     Reply,
     StreamDies,
@@ -97,24 +99,26 @@ CASES = [
         teams=None,
     ),
     Case(
-        "429-storm",
-        [rate_limited(retry_after=1)] * 2,
-        lambda t: t == APOLOGY_MODEL,
+        # the second Retry-After would end past LLM_WAIT_SECONDS: the apology comes at once
+        "429-past-the-wait",
+        [rate_limited(retry_after=2)] * 2,
+        lambda t: t == APOLOGY_RATE_LIMITED,
         kept=False,
-        min_gap=0.95,
+        min_gap=1.95,
     ),
     Case("500-then-through", [server_error()], echo("fault question"), True, False, teams=None),
-    Case("500s", [server_error()] * 2, lambda t: t == APOLOGY_MODEL, False, teams=PERSONAL),
+    Case("500s", [server_error()] * 2, lambda t: t == APOLOGY_SERVER_ERROR, False, teams=PERSONAL),
     Case(
         "invalid-unicode-500",
         [invalid_unicode(), invalid_unicode(azure=False)],
-        lambda t: t == APOLOGY_MODEL,
+        lambda t: t == APOLOGY_SERVER_ERROR,
         kept=False,
         teams=None,
     ),
     Case(
+        # not re-sent: the model may still be working on it
         "hang-past-timeout",
-        [Hang(4)] * 2,
+        [Hang(4)],
         lambda t: t == APOLOGY_TIMEOUT,
         kept=False,
         teams=PERSONAL,
@@ -129,9 +133,19 @@ CASES = [
     ),
     Case(
         "stream-dies-before-any-text",
-        [StreamDies(after_chunks=0, text=PARTIAL)],
-        lambda t: t == APOLOGY_MODEL,
+        [StreamDies(after_chunks=0, text=PARTIAL)] * 2,
+        lambda t: t == APOLOGY_SERVER_ERROR,
         kept=False,
+    ),
+    Case(
+        # llama.cpp's server: a prompt over its context streams nothing; asked again without
+        # streaming it says why, and the trimmed retry is answered
+        "empty-stream-context-overflow",
+        [EmptyStream(), context_length_exceeded()],
+        echo("fault question"),
+        kept=True,
+        system_text=False,
+        teams=None,
     ),
     Case(
         "prompt-content-filter",
@@ -188,7 +202,15 @@ CASES = [
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def stack(model, slack, connector, redis_url):
-    st = new_stack(model, slack, connector, redis_url, LLM_MAX_RETRIES="1", LLM_TIMEOUT_SECONDS="1")
+    st = new_stack(
+        model,
+        slack,
+        connector,
+        redis_url,
+        LLM_MAX_RETRIES="1",
+        LLM_TIMEOUT_SECONDS="1",
+        LLM_WAIT_SECONDS="3",
+    )
     await st.start()
     yield st
     await st.close()

@@ -206,7 +206,8 @@ async def seed_all_scopes(service: Service, place: Place) -> None:
 
 USAGE_LINE = re.compile(
     r"• this (channel|workspace): today ([\d,]+) prompt \+ ([\d,]+) completion tokens in "
-    r"([\d,]+) replies; last 30 days ([\d,]+) \+ ([\d,]+) in ([\d,]+) replies"
+    r"([\d,]+) repl(?:y|ies)(?: \([\d, ]*estimated\))?; last 30 days ([\d,]+) \+ ([\d,]+) "
+    r"in ([\d,]+) repl(?:y|ies)"
 )
 
 

@@ -58,7 +58,8 @@ async def test_stream_delivers_deltas_finish_reason_and_usage():
     assert result.prompt_tokens and result.completion_tokens
     body = fake.chat_requests[-1].body
     assert body["model"] == "gpt-4o"
-    assert body["max_completion_tokens"] == 256
+    assert body["max_tokens"] == 256  # a server that is not Azure / OpenAI: max_tokens
+    assert "max_completion_tokens" not in body
     assert "temperature" not in body
     assert body["stream_options"] == {"include_usage": True}
 
@@ -164,7 +165,7 @@ async def test_persistent_5xx_ends_as_unavailable_after_retries():
         with pytest.raises(ModelError) as err:
             await collect(llm)
         await llm.close()
-    assert err.value.kind == "unavailable"
+    assert err.value.kind == "server_error"
     assert len(fake.chat_requests) == 3
 
 
@@ -202,14 +203,16 @@ async def test_completion_finish_reasons_length_and_content_filter_are_reported(
     assert r2.finish_reason == "content_filter"
 
 
-async def test_hang_past_timeout_becomes_timeout_error():
+async def test_hang_past_timeout_is_a_timeout_and_never_re_sent():
     async with FakeOpenAI() as fake:
         fake.script(Hang(5), Hang(5))
-        llm = client(fake, timeout=0.3, max_retries=1)
+        llm = client(fake, timeout=0.3, max_retries=3)
         with pytest.raises(ModelError) as err:
             await collect(llm)
         await llm.close()
     assert err.value.kind == "timeout"
+    # The model may still be working on it: asking again would make it start over.
+    assert len(fake.chat_requests) == 1
 
 
 async def test_stream_dying_half_way_is_interrupted():
@@ -233,4 +236,146 @@ async def test_ping_makes_a_one_token_call():
         llm = client(fake)
         assert await llm.ping() == "gpt-4o"
         await llm.close()
-    assert fake.chat_requests[-1].body["max_completion_tokens"] == 1
+    assert fake.chat_requests[-1].body["max_tokens"] == 1
+
+
+# ------------------------------------------------------- what real OpenAI-compatible servers do
+
+
+async def test_a_refused_connection_is_unreachable_not_a_timeout():
+    from tests.support.fakes.fake_openai_limits import refused_base_url
+
+    llm = LLMClient(
+        base_url=refused_base_url(),
+        deployment="gpt-4o",
+        api_key="k",
+        max_response_tokens=16,
+        temperature=None,
+        max_retries=1,
+        timeout=5,
+    )
+    with pytest.raises(ModelError) as err:
+        await collect(llm)
+    await llm.close()
+    assert err.value.kind == "unreachable"
+
+
+async def test_a_stream_ending_without_events_is_explained_by_asking_without_streaming():
+    from tests.support.fakes.fake_openai import EmptyStream
+
+    async with FakeOpenAI() as fake:
+        fake.script(EmptyStream(), context_length_exceeded(2048, 2100))
+        llm = client(fake)
+        with pytest.raises(ModelError) as err:
+            await collect(llm)
+        fake.script(EmptyStream())  # the plain request answers: that answer is the reply
+        result, seen = await collect(llm)
+        await llm.close()
+    assert err.value.kind == "context_length"
+    assert [r.body.get("stream", False) for r in fake.chat_requests] == [True, False, True, False]
+    assert result.text.startswith("Echo:") and "".join(seen) == result.text
+
+
+async def test_a_stream_ending_with_done_but_finish_reason_inside_delta_is_complete():
+    async with FakeOpenAI(reply="All of it.", finish_in_delta=True) as fake:
+        llm = client(fake)
+        result, _ = await collect(llm)
+        await llm.close()
+    assert (result.text, result.finish_reason) == ("All of it.", "stop")
+
+
+async def test_no_usage_chunk_leaves_usage_unknown():
+    async with FakeOpenAI(stream_usage=False) as fake:
+        llm = client(fake)
+        result, _ = await collect(llm)
+        await llm.close()
+    assert result.prompt_tokens is None and result.completion_tokens is None
+    assert result.finish_reason == "stop"
+
+
+async def test_a_server_ignoring_the_cap_field_is_cut_off_on_our_side():
+    from bot.tokens import TokenCounter
+
+    long_reply = " ".join(f"word{i}" for i in range(400))
+    async with FakeOpenAI(reply=long_reply, reads_cap=("max_tokens",)) as fake:
+        llm = client(
+            fake,
+            max_response_tokens=16,
+            cap_field="max_completion_tokens",
+            count=TokenCounter().count,
+        )
+        result, _ = await collect(llm)
+        probe = await llm.probe()
+        await llm.close()
+    assert fake.chat_requests[0].body["max_completion_tokens"] == 16
+    assert result.finish_reason == "length"
+    assert TokenCounter().count(result.text) <= 16 + 4 and "word399" not in result.text
+    assert probe.completion_tokens > 1  # doctor's "the server ignores the reply cap"
+
+
+async def test_the_whole_reply_has_a_deadline_after_which_the_text_so_far_is_the_reply():
+    slow = " ".join(f"w{i}" for i in range(200))
+    async with FakeOpenAI(reply=slow, tokens_per_second=20) as fake:
+        llm = client(fake, timeout=5, reply_deadline=1.0)
+        started = time.monotonic()
+        result, seen = await collect(llm)
+        elapsed = time.monotonic() - started
+        await llm.close()
+    assert result.finish_reason == "deadline"
+    assert seen and result.text == "".join(seen) and "w199" not in result.text
+    assert elapsed < 4
+
+
+async def test_429_beyond_the_wait_is_rate_limited_and_does_not_wait_it_out():
+    async with FakeOpenAI() as fake:
+        fake.script(rate_limited(retry_after=30))
+        llm = client(fake, wait_seconds=2)
+        started = time.monotonic()
+        with pytest.raises(ModelError) as err:
+            await collect(llm)
+        await llm.close()
+    assert err.value.kind == "rate_limited"
+    assert time.monotonic() - started < 2
+
+
+async def test_entra_id_without_an_identity_is_credentials_unavailable(monkeypatch):
+    import azure.identity.aio as identity
+    from azure.identity import CredentialUnavailableError
+
+    class NoIdentity(KnownTokenCredential):
+        async def get_token(self, *scopes, **kwargs):
+            raise CredentialUnavailableError("DefaultAzureCredential failed to retrieve a token")
+
+        async def get_token_info(self, *scopes, options=None):
+            raise CredentialUnavailableError("DefaultAzureCredential failed to retrieve a token")
+
+    monkeypatch.setattr(identity, "DefaultAzureCredential", lambda **kw: NoIdentity())
+    async with FakeOpenAI() as fake:
+        settings = Settings(openai_base_url=fake.base_url, azure_openai_deployment="gpt-4o")
+        llm = make_llm(settings)
+        with pytest.raises(ModelError) as err:
+            await collect(llm)
+        await llm.close()
+    assert err.value.kind == "credentials_unavailable"
+    assert "AZURE_OPENAI_API_KEY" in err.value.detail
+    assert fake.chat_requests == []
+
+
+async def test_a_wrong_key_is_auth():
+    async with FakeOpenAI(api_key="right") as fake:
+        llm = client(fake, api_key="wrong")
+        with pytest.raises(ModelError) as err:
+            await collect(llm)
+        await llm.close()
+    assert err.value.kind == "auth" and len(fake.chat_requests) == 1
+
+
+def test_the_cap_field_is_max_completion_tokens_for_azure_and_openai_max_tokens_elsewhere():
+    from bot.llm import cap_field_for
+
+    assert cap_field_for("https://res.openai.azure.com/openai/v1/") == "max_completion_tokens"
+    assert cap_field_for("https://api.openai.com/v1/") == "max_completion_tokens"
+    assert cap_field_for("http://127.0.0.1:8080/v1/") == "max_tokens"
+    assert cap_field_for("http://127.0.0.1:8080/v1/", "max_completion_tokens") == (
+        "max_completion_tokens"
+    )

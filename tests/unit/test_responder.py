@@ -10,7 +10,7 @@ import pytest
 from bot.app import build_service
 from bot.messages import IncomingMessage
 from bot.replies import (
-    APOLOGY_MODEL,
+    APOLOGY_SERVER_ERROR,
     APOLOGY_STORE,
     CUT_OFF,
     FILTERED_PROMPT,
@@ -153,7 +153,7 @@ async def test_model_outage_gets_an_apology_and_stores_nothing(service_factory, 
     reply = RecordingReply()
     m = message("hello?")
     await svc.responder.handle(m, reply)
-    assert reply.posts == [APOLOGY_MODEL]
+    assert reply.posts == [APOLOGY_SERVER_ERROR]
     assert await svc.store.history(m.conversation_key) == []
     await svc.responder.handle(message("again"), reply)
     assert reply.posts[-1] == "Echo: again"

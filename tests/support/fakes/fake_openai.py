@@ -49,8 +49,11 @@ import tiktoken
 from aiohttp import web
 from multidict import CIMultiDict
 
+from tests.support.fakes.fake_openai_limits import RateWindow, digits_in, inflated
+
 __all__ = [
     "Behaviour",
+    "EmptyStream",
     "Error",
     "FakeOpenAI",
     "FakeOpenAIControl",
@@ -166,7 +169,16 @@ class StreamDies:
     text: str | None = None
 
 
-Behaviour = Reply | Error | Hang | StreamDies
+@dataclass
+class EmptyStream:
+    """A streaming request answered HTTP 200 with no events and no ``[DONE]`` (llama.cpp's
+    OpenAI server when the prompt overflows its context); a non-streaming one as usual.
+
+    Script the error the server would give the request without streaming after it, e.g.
+    ``fake.script(EmptyStream(), context_length_exceeded(2048, 2100))``."""
+
+
+Behaviour = Reply | Error | Hang | StreamDies | EmptyStream
 
 
 def rate_limited(
@@ -308,6 +320,7 @@ _BEHAVIOUR_TYPES: dict[str, Callable[..., Behaviour]] = {
     "error": Error,
     "hang": Hang,
     "stream_dies": StreamDies,
+    "empty_stream": EmptyStream,
     "rate_limited": rate_limited,
     "server_error": server_error,
     "invalid_unicode": invalid_unicode,
@@ -324,7 +337,7 @@ def behaviour_from_dict(spec: Mapping[str, Any] | Behaviour) -> Behaviour:
     keyword arguments of the class or constructor of the same name (e.g.
     ``{"type": "rate_limited", "retry_after": 1, "retry_after_ms": 250}``).
     """
-    if isinstance(spec, Reply | Error | Hang | StreamDies):
+    if isinstance(spec, Reply | Error | Hang | StreamDies | EmptyStream):
         return spec
     if not isinstance(spec, Mapping) or "type" not in spec:
         raise ValueError(f"a behaviour needs a 'type': {spec!r}")
@@ -342,7 +355,13 @@ def behaviour_from_dict(spec: Mapping[str, Any] | Behaviour) -> Behaviour:
 
 
 def _behaviour_to_dict(behaviour: Behaviour) -> dict[str, Any]:
-    names = {Reply: "reply", Error: "error", Hang: "hang", StreamDies: "stream_dies"}
+    names = {
+        Reply: "reply",
+        Error: "error",
+        Hang: "hang",
+        StreamDies: "stream_dies",
+        EmptyStream: "empty_stream",
+    }
     return {"type": names[type(behaviour)], **behaviour.__dict__}
 
 
@@ -428,7 +447,19 @@ class FakeOpenAI:
       ``api-key: <key>``, else Azure's 401.
     - ``context_window``: when set, prompts above it get ``context_length_exceeded``.
     - ``honor_max_tokens``: truncate replies to ``max_completion_tokens``/``max_tokens`` with
-      ``finish_reason: "length"`` (default True).
+      ``finish_reason: "length"`` (default True); ``reads_cap`` names the fields read (llama.cpp
+      reads only ``("max_tokens",)``).
+    - ``stream_usage``: send the usage chunk when asked (``False``: never, as llama.cpp).
+    - ``finish_in_delta``: put ``finish_reason`` inside the last chunk's ``delta`` (Azure's API
+      simulator) instead of on the choice.
+    - ``prompt_token_scale`` / ``digit_weight``: the server's tokenizer counts more than
+      tiktoken (reported usage and the ``context_window`` check use its count).
+    - ``overflow_as_empty_stream``: a streamed prompt over ``context_window`` gets HTTP 200 with
+      no events and no ``[DONE]`` (the non-streamed one still gets the 400).
+    - ``deployments``: when set, a request for any other ``model`` gets Azure's 404
+      ``DeploymentNotFound`` (default: every name is answered, as many local servers do).
+    - ``rate_window``: a :class:`RateWindow` (requests / tokens per window): over it, a 429
+      with the window's remaining time as ``Retry-After``.
     """
 
     def __init__(
@@ -444,6 +475,14 @@ class FakeOpenAI:
         api_key: str | None = None,
         context_window: int | None = None,
         honor_max_tokens: bool = True,
+        reads_cap: tuple[str, ...] = ("max_completion_tokens", "max_tokens"),
+        stream_usage: bool = True,
+        finish_in_delta: bool = False,
+        prompt_token_scale: float = 1.0,
+        digit_weight: float = 1.0,
+        overflow_as_empty_stream: bool = False,
+        rate_window: RateWindow | None = None,
+        deployments: tuple[str, ...] | None = None,
         host: str = "127.0.0.1",
         port: int = 0,
     ) -> None:
@@ -457,6 +496,14 @@ class FakeOpenAI:
         self.api_key = api_key
         self.context_window = context_window
         self.honor_max_tokens = honor_max_tokens
+        self.reads_cap = reads_cap
+        self.stream_usage = stream_usage
+        self.finish_in_delta = finish_in_delta
+        self.prompt_token_scale = prompt_token_scale
+        self.digit_weight = digit_weight
+        self.overflow_as_empty_stream = overflow_as_empty_stream
+        self.rate_window = rate_window
+        self.deployments = deployments
         self.host = host
         self._requested_port = port
         self.requests: list[RecordedRequest] = []
@@ -558,6 +605,13 @@ class FakeOpenAI:
             "api_key",
             "context_window",
             "honor_max_tokens",
+            "reads_cap",
+            "stream_usage",
+            "finish_in_delta",
+            "prompt_token_scale",
+            "digit_weight",
+            "overflow_as_empty_stream",
+            "deployments",
         }
         unknown = set(knobs) - allowed
         if unknown:
@@ -665,6 +719,18 @@ class FakeOpenAI:
                 )
             )
         messages: list[dict[str, Any]] = body["messages"]
+        if self.deployments is not None and body.get("model") not in self.deployments:
+            return self._error_response(
+                Error(
+                    404,
+                    {
+                        "error": {
+                            "code": "DeploymentNotFound",
+                            "message": "The API deployment for this resource does not exist.",
+                        }
+                    },
+                )
+            )
         stream = bool(body.get("stream"))
         behaviour = self.queue.popleft() if self.queue else None
 
@@ -683,7 +749,23 @@ class FakeOpenAI:
             prompt_tokens = await asyncio.to_thread(count_prompt_tokens, messages)
         else:
             prompt_tokens = count_prompt_tokens(messages)
+        if self.prompt_token_scale != 1.0 or self.digit_weight != 1.0:
+            digits = sum(digits_in(_content_text(m.get("content"))) for m in messages)
+            prompt_tokens = inflated(
+                prompt_tokens, digits, self.prompt_token_scale, self.digit_weight
+            )
+        limit = next((body[f] for f in self.reads_cap if body.get(f)), None)
+        if self.rate_window is not None:
+            cost = prompt_tokens + (limit if isinstance(limit, int) else 0)
+            if (wait := self.rate_window.admit(cost)) is not None:
+                return self._error_response(
+                    rate_limited(math.ceil(wait), retry_after_ms=round(wait * 1000))
+                )
+        if isinstance(behaviour, EmptyStream) and stream:
+            return await self._empty_stream(request)
         if self.context_window is not None and prompt_tokens > self.context_window:
+            if stream and self.overflow_as_empty_stream:
+                return await self._empty_stream(request)
             return self._error_response(context_length_exceeded(self.context_window, prompt_tokens))
 
         finish_reason = "stop"
@@ -701,7 +783,6 @@ class FakeOpenAI:
             text = await self._default_text(messages)
 
         completion_tokens = count_tokens(text)
-        limit = body.get("max_completion_tokens") or body.get("max_tokens")
         if (
             self.honor_max_tokens
             and finish_reason == "stop"
@@ -729,6 +810,7 @@ class FakeOpenAI:
             )
 
         include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+        include_usage = include_usage and self.stream_usage
         dies_after = behaviour.after_chunks if isinstance(behaviour, StreamDies) else None
         return await self._stream(
             request,
@@ -863,7 +945,12 @@ class FakeOpenAI:
             return response
 
         filtered = ("violence",) if finish_reason == "content_filter" else ()
-        await send(chunk({}, finish_reason, filter_results=_filter_results(filtered)))
+        if self.finish_in_delta:
+            last = chunk({"finish_reason": finish_reason}, filter_results=_filter_results(filtered))
+            del last["choices"][0]["finish_reason"]
+            await send(last)
+        else:
+            await send(chunk({}, finish_reason, filter_results=_filter_results(filtered)))
         if usage is not None:
             await send(
                 {
@@ -877,6 +964,20 @@ class FakeOpenAI:
                 }
             )
         await send("[DONE]")
+        await response.write_eof()
+        return response
+
+    async def _empty_stream(self, request: web.Request) -> web.StreamResponse:
+        """HTTP 200, an event-stream content type, then the body ends: no event, no [DONE]."""
+        response = web.StreamResponse(
+            status=200,
+            headers={
+                "Content-Type": "text/event-stream; charset=utf-8",
+                **self._response_headers(),
+            },
+        )
+        response.enable_chunked_encoding()
+        await response.prepare(request)
         await response.write_eof()
         return response
 
@@ -959,7 +1060,9 @@ class FakeOpenAIControl:
 
     async def script(self, *behaviours: Behaviour | Mapping[str, Any]) -> int:
         specs = [
-            _behaviour_to_dict(b) if isinstance(b, Reply | Error | Hang | StreamDies) else dict(b)
+            _behaviour_to_dict(b)
+            if isinstance(b, Reply | Error | Hang | StreamDies | EmptyStream)
+            else dict(b)
             for b in behaviours
         ]
         return (await self._call("POST", "/_fake/script", specs))["queued"]
