@@ -17,9 +17,11 @@ from importlib import resources
 
 from bot.store.base import AUDIT_KEEP, ONCE_TTL_SECONDS, USAGE_TTL_SECONDS, Store
 from bot.store.codec import AuditRecord, Context, Usage, UsageTotals, decode_message, encode_message
+from bot.store.connect import connect, drop_idle
 from bot.store.errors import NotSubscribed, StoreUnavailable
 from bot.store.keys import Keys
 from bot.store.locks import FifoLocks, Turn, start_renewal, stop_renewal
+from bot.store.pipeline import run_pipeline
 from bot.trimming import StoredMessage
 
 # Each script and the files it is made of: begin and try share the lock function.
@@ -50,32 +52,27 @@ class RedisStore(Store):
         history_ttl: int,
         lock_lease: float = 30.0,
         socket_timeout: float = 5.0,
+        cluster: bool = False,
+        auth: str = "password",
+        credential: object = None,
     ) -> None:
         super().__init__(
             history_budget=history_budget, history_ttl=history_ttl, lock_lease=lock_lease
         )
-        import redis.asyncio as redis
+        import redis
 
         self._redis_errors: tuple[type[BaseException], ...] = (
             redis.RedisError,
+            redis.exceptions.RedisClusterException,
             OSError,
             asyncio.TimeoutError,
         )
         self.keys = Keys(prefix)
         self._fifo = FifoLocks()
-        # A blocking pool: under a burst (a thousand conversations at once) a command waits up
-        # to `socket_timeout` for a free connection instead of failing with "Too many
-        # connections" and turning into an apology.
-        pool = redis.BlockingConnectionPool.from_url(
-            url,
-            decode_responses=True,
-            socket_timeout=socket_timeout,
-            socket_connect_timeout=socket_timeout,
-            health_check_interval=30,
-            max_connections=256,
-            timeout=socket_timeout,
+        # One endpoint or a Cluster, password or Entra token: `connect` (bot/store/connect.py).
+        self.r = connect(
+            url, cluster=cluster, auth=auth, credential=credential, socket_timeout=socket_timeout
         )
-        self.r = redis.Redis.from_pool(pool)  # the client owns (and closes) the pool
         script = {name: self.r.register_script(load_script(name)) for name in SCRIPTS}
         self._begin = script["begin"]
         self._try = script["try"]
@@ -108,7 +105,7 @@ class RedisStore(Store):
             if not isinstance(exc.__cause__, RedisConnectionError | ConnectionError):
                 raise
         with contextlib.suppress(Exception):
-            await self.r.connection_pool.disconnect(inuse_connections=False)
+            await drop_idle(self.r)
         async with self._guard():
             return await call()
 
@@ -196,36 +193,9 @@ class RedisStore(Store):
             self._drop_local(turn)
 
     async def _pipeline(self, ops: list[tuple]) -> list:
-        """Run ops in one round trip; scripts go as EVALSHA with no SCRIPT EXISTS probe.
-
-        redis-py's pipelines ask SCRIPT EXISTS before every pipeline holding a script (an extra
-        round trip); we send EVALSHA directly and, if Redis lost its script cache (a restart),
-        load the scripts and re-run only the scripts that failed.
-        """
-        from redis.exceptions import NoScriptError
-
-        def queue(pipe, op):
-            if op[0] == "script":
-                _, script, keys, args = op
-                pipe.evalsha(script.sha, len(keys), *keys, *args)
-            else:
-                getattr(pipe, op[0])(*op[1:])
-
+        """Run ops in one round trip (per node on a Cluster): see `bot/store/pipeline.py`."""
         async with self._guard():
-            async with self.r.pipeline(transaction=False) as pipe:
-                for op in ops:
-                    queue(pipe, op)
-                res = await pipe.execute(raise_on_error=False)
-            missing = [i for i, r in enumerate(res) if isinstance(r, NoScriptError)]
-            if missing:
-                for script in {ops[i][1] for i in missing}:
-                    await self.r.script_load(script.script)
-                async with self.r.pipeline(transaction=False) as pipe:
-                    for i in missing:
-                        queue(pipe, ops[i])
-                    again = await pipe.execute(raise_on_error=False)
-                for i, r in zip(missing, again, strict=True):
-                    res[i] = r
+            res = await run_pipeline(self.r, ops)
         for r in res:
             if isinstance(r, Exception):
                 raise StoreUnavailable(f"Redis: {type(r).__name__}: {r}") from r
