@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import contextlib
 import random
-import socket
 import shutil
+import socket
 import subprocess
 import tempfile
 import time
@@ -19,7 +19,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import redis
-
 
 NODE_TIMEOUT_MS = 1000
 
