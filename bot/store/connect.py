@@ -53,8 +53,8 @@ def connect(
 ) -> Any:
     """The redis-py asyncio client for `url`: `redis.asyncio.Redis` or a `RedisCluster`.
 
-    `credential` (REDIS_AUTH=entra only): an azure-identity credential; None takes the app's
-    identity (`DefaultAzureCredential`: the managed identity on Azure, `az login` locally).
+    `credential` (REDIS_AUTH=entra only): an azure-identity credential (`get_token(scope)`);
+    None takes `DefaultAzureCredential()`.
     """
     import redis.asyncio as redis
 
@@ -87,6 +87,20 @@ def connect(
         # The client wires the provider's renewals to the pool only when told about it.
         return redis.Redis(connection_pool=pool, credential_provider=common["credential_provider"])
     return redis.Redis.from_pool(pool)  # the client owns (and closes) the pool
+
+
+def store_options(settings: Any) -> dict[str, Any]:
+    """`RedisStore`'s connection options from the settings (REDIS_CLUSTER, REDIS_AUTH)."""
+    options: dict[str, Any] = {"cluster": settings.redis_cluster, "auth": settings.redis_auth}
+    if settings.redis_auth == "entra":
+        from azure.identity import DefaultAzureCredential
+
+        # The app's managed identity (AZURE_CLIENT_ID names a user-assigned one), as for the
+        # model; locally `az login`.
+        options["credential"] = DefaultAzureCredential(
+            managed_identity_client_id=settings.azure_client_id
+        )
+    return options
 
 
 def is_cluster(client: Any) -> bool:

@@ -38,11 +38,27 @@ async def run_pipeline(client: Any, ops: list[tuple]) -> list:
 def _queue(pipe: Any, op: tuple) -> None:
     if op[0] == "script":
         _, script, keys, args = op
-        # As a raw command: redis-py's cluster pipeline refuses `evalsha()` (its keys could
-        # span slots); ours never do, and the cluster client routes EVALSHA by its keys.
         pipe.execute_command("EVALSHA", script.sha, len(keys), *keys, *args)
+    elif op[0] in _blocked_on_cluster():
+        # redis-py's cluster pipeline refuses multi-key commands (MGET, EVALSHA, ...) since
+        # their keys could span slots; an op's keys never do, so it goes as the raw command
+        # (the same on one endpoint), routed by its keys.
+        args = (x for a in op[1:] for x in (a if isinstance(a, list | tuple) else (a,)))
+        pipe.execute_command(op[0].upper(), *args)
     else:
         getattr(pipe, op[0])(*op[1:])
+
+
+_BLOCKED: frozenset[str] | None = None
+
+
+def _blocked_on_cluster() -> frozenset[str]:
+    global _BLOCKED
+    if _BLOCKED is None:
+        from redis.cluster import PIPELINE_BLOCKED_COMMANDS
+
+        _BLOCKED = frozenset(c.replace(" ", "_").lower() for c in PIPELINE_BLOCKED_COMMANDS)
+    return _BLOCKED
 
 
 async def _on_one_node(client: Any, ops: list[tuple]) -> list:
