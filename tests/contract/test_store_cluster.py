@@ -86,9 +86,7 @@ async def test_a_turn_on_a_cluster_waits_three_round_trips_one_request_per_node(
     figure("cluster turn: requests sent", sum(per_step))
 
 
-async def test_a_turn_sends_the_same_commands_to_the_cluster_as_to_one_redis(
-    store, redis_cluster
-):
+async def test_a_turn_sends_the_same_commands_to_the_cluster_as_to_one_redis(store, redis_cluster):
     conv = "slack:T:C:9.9"
     await one_turn(store, conv, 0)
     redis_cluster.reset_stats()
