@@ -126,6 +126,13 @@ def pipeline_groups(client: Any, keys: Sequence[str]) -> list[list[int]]:
     return list(groups.values())
 
 
+async def ping(client: Any) -> Any:
+    """PING one endpoint, or every master of a cluster (a dead replica does not fail it)."""
+    if is_cluster(client):
+        return await client.ping(target_nodes=client.PRIMARIES)
+    return await client.ping()
+
+
 @contextlib.asynccontextmanager
 async def permit(client: Any):
     """One of the cluster client's in-flight slots (a no-op for one endpoint)."""

@@ -17,7 +17,7 @@ from importlib import resources
 
 from bot.store.base import AUDIT_KEEP, ONCE_TTL_SECONDS, USAGE_TTL_SECONDS, Store
 from bot.store.codec import AuditRecord, Context, Usage, UsageTotals, decode_message, encode_message
-from bot.store.connect import connect, drop_idle
+from bot.store.connect import connect, drop_idle, ping
 from bot.store.errors import NotSubscribed, StoreUnavailable
 from bot.store.keys import Keys
 from bot.store.locks import FifoLocks, Turn, start_renewal, stop_renewal
@@ -320,7 +320,7 @@ class RedisStore(Store):
     # -- lifecycle
 
     async def ping(self) -> None:
-        await self._again(self.r.ping)
+        await self._again(lambda: ping(self.r))
 
     async def eviction_policy(self) -> str | None:
         # INFO first: managed Redis (Azure Managed Redis among them) usually refuses CONFIG but

@@ -193,6 +193,12 @@ def _node_args(port: int, folder: Path) -> list[str]:
         str(folder / "nodes.conf"),
         "--cluster-node-timeout",
         str(NODE_TIMEOUT_MS),
+        # A replica takes over however long ago it last heard from its master (a test's
+        # cluster is young and idle: the default factor can leave the slots unserved).
+        "--cluster-replica-validity-factor",
+        "0",
+        "--repl-ping-replica-period",
+        "1",
         "--dir",
         str(folder),
         "--save",
