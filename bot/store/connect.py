@@ -103,6 +103,16 @@ def store_options(settings: Any) -> dict[str, Any]:
     return options
 
 
+async def describe(client: Any, settings: Any) -> str:
+    """What `threadwise doctor` adds after PING: the cluster's masters, the Entra sign-in."""
+    out = ""
+    if is_cluster(client):
+        out += f" (Redis Cluster: {len(client.get_primaries())} masters answered)"
+    if settings.redis_auth == "entra":
+        out += " (signed in with the managed identity's Entra token)"
+    return out
+
+
 def is_cluster(client: Any) -> bool:
     from redis.asyncio.cluster import RedisCluster
 
@@ -177,10 +187,12 @@ def _cluster_class() -> type:
                 try:
                     async with permit(self):
                         return await super().execute_command(*args, **kwargs)
-                except (ConnectionError, ClusterDownError, SlotNotCoveredError):
+                except (ConnectionError, ClusterDownError, SlotNotCoveredError, AttributeError):
                     # A dead master refuses connections until its replica is promoted; then
                     # the slot map is reloaded and the command goes to the new master. (A
-                    # TimeoutError is not retried here: the command may have run.)
+                    # TimeoutError is not retried here: the command may have run.) The
+                    # AttributeError is a redis-py race during a failover: another task's error
+                    # handling closes every connection while this one is being opened.
                     if time.monotonic() - started + delay > RIDE_OUT_SECONDS:
                         raise
                     await asyncio.sleep(delay)

@@ -71,18 +71,32 @@ async def _on_one_node(client: Any, ops: list[tuple]) -> list:
     from redis.exceptions import NoScriptError
 
     async with permit(client):
-        async with client.pipeline(transaction=False) as pipe:
-            for op in ops:
-                _queue(pipe, op)
-            res = await pipe.execute(raise_on_error=False)
+        res = await _send(client, ops)
         missing = [i for i, r in enumerate(res) if isinstance(r, NoScriptError)]
         if missing:
             for script in {ops[i][1] for i in missing}:
                 await client.script_load(script.script)
-            async with client.pipeline(transaction=False) as pipe:
-                for i in missing:
-                    _queue(pipe, ops[i])
-                again = await pipe.execute(raise_on_error=False)
+            again = await _send(client, [ops[i] for i in missing])
             for i, r in zip(missing, again, strict=True):
                 res[i] = r
     return res
+
+
+async def _send(client: Any, ops: list[tuple]) -> list:
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    for attempt in (1, 2):
+        try:
+            async with client.pipeline(transaction=False) as pipe:
+                for op in ops:
+                    _queue(pipe, op)
+                return await pipe.execute(raise_on_error=False)
+        except AttributeError as exc:
+            # A redis-py cluster race during a failover: another task's error handling closes
+            # every node's connections (`RedisCluster.aclose`) while this pipeline's connection
+            # is still being opened, and the write meets a closed socket (`_writer` is None).
+            # Nothing of this one-node pipeline was written, so sending it again is safe.
+            if attempt == 2:
+                raise RedisConnectionError(f"connection closed while opening: {exc}") from exc
+            await asyncio.sleep(0.25)
+    raise AssertionError("unreachable")

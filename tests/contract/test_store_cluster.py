@@ -117,3 +117,16 @@ async def test_keys_of_other_conversations_spread_over_every_master(store, redis
     k = store.keys
     ports = {redis_cluster.master_of(k.conversation(f"slack:T:C:{i}", "h")).port for i in range(30)}
     assert len(ports) == 3
+
+
+async def test_doctor_reports_the_cluster_and_its_eviction_policy(redis_cluster, key_prefix):
+    from bot.doctor import _check_redis
+    from bot.settings import load_settings
+
+    settings = load_settings(
+        _env_file=None, redis_url=redis_cluster.url, redis_cluster=True, redis_key_prefix=key_prefix
+    )
+    checks = {c.name: c for c in await _check_redis(settings)}
+    assert checks["redis"].ok, checks["redis"]
+    assert "Redis Cluster: 3 masters answered" in checks["redis"].tried
+    assert checks["eviction"].ok and checks["eviction"].tried == "maxmemory-policy noeviction"
