@@ -217,6 +217,14 @@ class RedisStore(Store):
         stop_renewal(turn)
         try:
             return await self._commit(turn, messages, usage)
+        except StoreUnavailable:
+            # The pipeline (or the release in it) failed — e.g. a cluster failover closed its
+            # connection: free the lock now (idempotent) rather than after the lease.
+            k, conv = self.keys, turn.conversation
+            lock = [k.conversation(conv, "q"), k.conversation(conv, "l")]
+            with contextlib.suppress(Exception):
+                await self._again(lambda: self._release(keys=lock, args=[turn.token]))
+            raise
         finally:
             self._drop_local(turn)
 
