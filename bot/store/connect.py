@@ -85,8 +85,13 @@ def connect(
     )
     if auth == "entra":
         # The client wires the provider's renewals to the pool only when told about it.
-        return redis.Redis(connection_pool=pool, credential_provider=common["credential_provider"])
-    return redis.Redis.from_pool(pool)  # the client owns (and closes) the pool
+        client = redis.Redis(
+            connection_pool=pool, credential_provider=common["credential_provider"]
+        )
+    else:
+        client = redis.Redis(connection_pool=pool)
+    client.auto_close_connection_pool = True  # the client owns (and closes) the pool
+    return client
 
 
 def store_options(settings: Any) -> dict[str, Any]:
