@@ -157,3 +157,24 @@ def test_entra_with_a_password_in_redis_url_is_refused(monkeypatch):
     monkeypatch.setenv("REDIS_URL", "rediss://cache.example:10000/0")
     settings = load_settings(_env_file=None)
     assert settings.redis_auth == "entra" and not settings.redis_cluster
+
+
+async def test_the_settings_pick_the_cluster_client_and_the_managed_identity(monkeypatch):
+    from azure.identity import DefaultAzureCredential
+    from redis.asyncio.cluster import RedisCluster
+    from redis_entraid.cred_provider import EntraIdCredentialsProvider
+
+    from bot.store import make_store
+
+    monkeypatch.setenv("REDIS_URL", "rediss://cache.example:10000/0")
+    monkeypatch.setenv("REDIS_AUTH", "entra")
+    monkeypatch.setenv("REDIS_CLUSTER", "true")
+    monkeypatch.setenv("AZURE_CLIENT_ID", "00000000-0000-0000-0000-0000000000c1")
+    store = make_store(load_settings(_env_file=None))  # nothing is contacted yet
+    try:
+        assert isinstance(store.r, RedisCluster)
+        provider = store.r.connection_kwargs["credential_provider"]
+        assert isinstance(provider, EntraIdCredentialsProvider)
+        assert isinstance(provider._idp._credential, DefaultAzureCredential)
+    finally:
+        await store.close()
