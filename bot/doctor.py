@@ -56,6 +56,7 @@ async def _check_redis(settings: Settings) -> list[Check]:
             )
         ]
     from bot.store import RedisStore, StoreUnavailable
+    from bot.store.connect import describe, store_options
 
     where = redis_location(settings.redis_url.get_secret_value())
     store = RedisStore(
@@ -64,10 +65,11 @@ async def _check_redis(settings: Settings) -> list[Check]:
         history_budget=settings.history_budget,
         history_ttl=settings.history_ttl_seconds,
         socket_timeout=3,
+        **store_options(settings),
     )
     try:
         await store.ping()
-        checks = [Check("redis", True, f"PING {where}")]
+        checks = [Check("redis", True, f"PING {where}{await describe(store.r, settings)}")]
         checks.append(_eviction(await store.eviction_policy()))
         return checks
     except StoreUnavailable as exc:
@@ -77,7 +79,18 @@ async def _check_redis(settings: Settings) -> list[Check]:
                 False,
                 f"PING {where}",
                 f"Redis at {where} did not answer ({exc.__cause__.__class__.__name__}); "
-                "check REDIS_URL, the password and TLS (rediss://)",
+                "check REDIS_URL, the password and TLS (rediss://)"
+                + (
+                    "; REDIS_AUTH=entra: the identity needs an access policy assignment on the "
+                    "database (locally: az login)"
+                    if settings.redis_auth == "entra"
+                    else ""
+                )
+                + (
+                    "; REDIS_CLUSTER=true needs a cluster-mode endpoint"
+                    if settings.redis_cluster
+                    else ""
+                ),
             )
         ]
     finally:

@@ -117,6 +117,12 @@ class Settings(BaseSettings):
     redis_key_prefix: str = Field("threadwise:", validation_alias=_alias("REDIS_KEY_PREFIX"))
     history_ttl_seconds: int = Field(604800, gt=0, validation_alias=_alias("HISTORY_TTL_SECONDS"))
 
+    # --- Redis at scale: a Cluster, keyless auth (bot/store/connect.py)
+    redis_cluster: bool = Field(False, validation_alias=_alias("REDIS_CLUSTER"))
+    redis_auth: Literal["password", "entra"] = Field(
+        "password", validation_alias=_alias("REDIS_AUTH")
+    )
+
     # --- Slack
     slack_bot_token: SecretStr | None = Field(None, validation_alias=_alias("SLACK_BOT_TOKEN"))
     slack_signing_secret: SecretStr | None = Field(
@@ -162,7 +168,12 @@ class Settings(BaseSettings):
     metrics_token: SecretStr | None = Field(None, validation_alias=_alias("METRICS_TOKEN"))
 
     @field_validator(
-        "log_level", "microsoft_app_type", "log_format", "llm_cap_field", mode="before"
+        "log_level",
+        "microsoft_app_type",
+        "log_format",
+        "llm_cap_field",
+        "redis_auth",
+        mode="before",
     )
     @classmethod
     def _normalise_case(cls, value: object, info) -> object:
@@ -170,7 +181,7 @@ class Settings(BaseSettings):
             return value
         if info.field_name == "log_level":
             return value.strip().upper()
-        if info.field_name in ("log_format", "llm_cap_field"):
+        if info.field_name in ("log_format", "llm_cap_field", "redis_auth"):
             return value.strip().lower()
         wanted = {v.lower(): v for v in ("MultiTenant", "SingleTenant", "UserAssignedMSI")}
         return wanted.get(value.strip().lower(), value)
@@ -205,6 +216,20 @@ class Settings(BaseSettings):
 
         parse_json(value)  # raises ValueError saying what is wrong
         return value
+
+    @model_validator(mode="after")
+    def _redis_entra(self) -> Settings:
+        """With REDIS_AUTH=entra the token is the password: one in REDIS_URL would be ignored."""
+        if self.redis_auth == "entra" and self.redis_url is not None:
+            from urllib.parse import urlsplit
+
+            parts = urlsplit(self.redis_url.get_secret_value())
+            if parts.password or parts.username:
+                raise ValueError(
+                    "REDIS_URL: with REDIS_AUTH=entra leave the user and password out of the URL "
+                    "(the managed identity's Entra token is the password)"
+                )
+        return self
 
     @field_validator("bot_admins")
     @classmethod

@@ -130,3 +130,23 @@ async def key_prefix(redis_url: str) -> AsyncIterator[str]:
 def port_is_free(port: int) -> bool:
     with socket.socket() as s:
         return s.connect_ex(("127.0.0.1", port)) != 0
+
+
+@pytest.fixture(scope="session")
+def redis_cluster():
+    """A local Redis Cluster (3 masters + 3 replicas) shared by the session's cluster tests.
+
+    Tests use their own key prefix and must not kill its nodes (a failover test starts its own
+    `LocalCluster`). Skipped when redis-server or redis-cli is not installed.
+    """
+    from tests.support.cluster import ClusterUnavailable, LocalCluster
+
+    cluster = LocalCluster()
+    try:
+        cluster.start()
+    except ClusterUnavailable as exc:
+        pytest.skip(str(exc))
+    try:
+        yield cluster
+    finally:
+        cluster.stop()

@@ -59,7 +59,12 @@ def make_store(settings) -> Store:
         "summaries": settings.history_summary,
     }
     if settings.redis_url is not None:
+        from bot.store.connect import store_options
+
         return RedisStore(
-            settings.redis_url.get_secret_value(), prefix=settings.redis_key_prefix, **common
+            settings.redis_url.get_secret_value(),
+            prefix=settings.redis_key_prefix,
+            **store_options(settings),
+            **common,
         )
     return MemoryStore(**common)

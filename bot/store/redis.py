@@ -25,6 +25,7 @@ from bot.store.codec import (
     decode_message,
     encode_message,
 )
+from bot.store.connect import connect, drop_idle, ping
 from bot.store.errors import NotSubscribed, StoreUnavailable
 from bot.store.feedback_redis import RedisVotes
 from bot.store.keys import Keys
@@ -63,6 +64,9 @@ class RedisStore(RedisSummaries, RedisVotes, Store):
         lock_lease: float = 30.0,
         socket_timeout: float = 5.0,
         summaries: bool = False,
+        cluster: bool = False,
+        auth: str = "password",
+        credential: object = None,
     ) -> None:
         super().__init__(
             history_budget=history_budget,
@@ -70,28 +74,20 @@ class RedisStore(RedisSummaries, RedisVotes, Store):
             lock_lease=lock_lease,
             summaries=summaries,
         )
-        import redis.asyncio as redis
+        import redis
 
         self._redis_errors: tuple[type[BaseException], ...] = (
             redis.RedisError,
+            redis.exceptions.RedisClusterException,
             OSError,
             asyncio.TimeoutError,
         )
         self.keys = Keys(prefix)
         self._fifo = FifoLocks()
-        # A blocking pool: under a burst (a thousand conversations at once) a command waits up
-        # to `socket_timeout` for a free connection instead of failing with "Too many
-        # connections" and turning into an apology.
-        pool = redis.BlockingConnectionPool.from_url(
-            url,
-            decode_responses=True,
-            socket_timeout=socket_timeout,
-            socket_connect_timeout=socket_timeout,
-            health_check_interval=30,
-            max_connections=256,
-            timeout=socket_timeout,
+        # One endpoint or a Cluster, password or Entra token: `connect` (bot/store/connect.py).
+        self.r = connect(
+            url, cluster=cluster, auth=auth, credential=credential, socket_timeout=socket_timeout
         )
-        self.r = redis.Redis.from_pool(pool)  # the client owns (and closes) the pool
         script = {name: self.r.register_script(load_script(name)) for name in SCRIPTS}
         self._scripts = script
         self._begin = script["begin"]
@@ -125,7 +121,7 @@ class RedisStore(RedisSummaries, RedisVotes, Store):
             if not isinstance(exc.__cause__, RedisConnectionError | ConnectionError):
                 raise
         with contextlib.suppress(Exception):
-            await self.r.connection_pool.disconnect(inuse_connections=False)
+            await drop_idle(self.r)
         async with self._guard():
             return await call()
 
@@ -213,7 +209,7 @@ class RedisStore(RedisSummaries, RedisVotes, Store):
             self._drop_local(turn)
 
     async def _pipeline(self, ops: list[tuple]) -> list:
-        """Run ops in one round trip (`pipeline.run`); a failed op is `StoreUnavailable`."""
+        """Run ops in one round trip (per node on a Cluster): see `bot/store/pipeline.py`."""
         async with self._guard():
             res = await run_pipeline(self.r, ops)
         for r in res:
@@ -252,6 +248,14 @@ class RedisStore(RedisSummaries, RedisVotes, Store):
         stop_renewal(turn)
         try:
             return await self._commit(turn, messages, usage, fold)
+        except StoreUnavailable:
+            # The pipeline (or the release in it) failed — e.g. a cluster failover closed its
+            # connection: free the lock now (idempotent) rather than after the lease.
+            k, conv = self.keys, turn.conversation
+            lock = [k.conversation(conv, "q"), k.conversation(conv, "l")]
+            with contextlib.suppress(Exception):
+                await self._again(lambda: self._release(keys=lock, args=[turn.token]))
+            raise
         finally:
             self._drop_local(turn)
 
@@ -368,7 +372,7 @@ class RedisStore(RedisSummaries, RedisVotes, Store):
     # -- lifecycle
 
     async def ping(self) -> None:
-        await self._again(self.r.ping)
+        await self._again(lambda: ping(self.r))
 
     async def eviction_policy(self) -> str | None:
         # INFO first: managed Redis (Azure Managed Redis among them) usually refuses CONFIG but

@@ -85,6 +85,18 @@ param openAiDeploymentCapacity int = 30
 param redisSkuName string = 'Balanced_B0'
 @description('Replicate the Redis data set (SLA, no data loss on a node failure). false halves the cost for test environments.')
 param redisHighAvailability bool = true
+@allowed([
+  'OSSCluster'
+  'EnterpriseCluster'
+])
+@description('OSSCluster (REDIS_CLUSTER=true): the service talks to every shard directly. EnterpriseCluster: one proxied endpoint. See infra/azure/README.md.')
+param redisClusteringPolicy string = 'OSSCluster'
+@allowed([
+  'entra'
+  'password'
+])
+@description('entra: keyless, the managed identity signs in with its Entra token (access keys off). password: an access key in Key Vault.')
+param redisAuth string = 'entra'
 
 // Container app
 @description('vCPU per replica, as a string: 0.25, 0.5, 0.75, 1.0, ...')
@@ -227,6 +239,9 @@ module redis 'modules/redis.bicep' = {
     tags: tags
     skuName: redisSkuName
     highAvailability: redisHighAvailability
+    clusteringPolicy: redisClusteringPolicy
+    auth: redisAuth
+    appPrincipalId: identity.outputs.principalId
     keyVaultName: keyVault.outputs.name
   }
 }
@@ -284,7 +299,10 @@ module app 'modules/container-app.bicep' = {
     openAiEndpoint: openAi.outputs.endpoint
     openAiDeploymentName: openAi.outputs.deploymentName
     openAiModelName: openAi.outputs.modelName
+    redisUrl: redis.outputs.redisUrl
     redisUrlSecretUri: redis.outputs.redisUrlSecretUri
+    redisCluster: redis.outputs.cluster
+    redisAuth: redisAuth
     slackBotTokenSecretUri: keyVault.outputs.slackBotTokenSecretUri
     slackSigningSecretSecretUri: keyVault.outputs.slackSigningSecretSecretUri
     botAdmins: botAdmins

@@ -23,15 +23,19 @@ def msg(role: str, content: str, tokens: int = 10, name: str | None = None) -> S
     return StoredMessage(role, content, tokens, name)
 
 
-@pytest.fixture(params=["redis", "memory"])
+@pytest.fixture(params=["redis", "cluster", "memory"])
 async def make(request, redis_url, key_prefix):
     made = []
+    # A real local Redis Cluster (tests/support/cluster.py), only for the "cluster" runs.
+    cluster = request.getfixturevalue("redis_cluster") if request.param == "cluster" else None
 
     def factory(**kw):
         kw.setdefault("history_budget", 10_000)
         kw.setdefault("history_ttl", 3600)
         if request.param == "redis":
             s = RedisStore(redis_url, prefix=key_prefix, **kw)
+        elif cluster is not None:
+            s = RedisStore(cluster.url, prefix=key_prefix, cluster=True, **kw)
         else:
             s = MemoryStore(**kw)
         made.append(s)
@@ -41,6 +45,8 @@ async def make(request, redis_url, key_prefix):
     yield factory
     for s in made:
         await s.close()
+    if cluster is not None:
+        cluster.delete_prefix(key_prefix)
 
 
 async def turn_of(store, conv, n, once=None):

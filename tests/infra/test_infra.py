@@ -763,8 +763,13 @@ def app_settings() -> dict[str, tuple[str, str]]:
     found = re.findall(r"name:\s*'([A-Z][A-Z0-9_]*)'\s*\n\s*(value|secretRef):\s*([^\n]+)", code)
     names = re.findall(r"name:\s*'([A-Z][A-Z0-9_]*)'", code)
     assert len(found) == len(names), "an environment variable escapes this test's pattern"
-    settings = {name: (kind, expr.strip()) for name, kind, expr in found}
-    assert len(settings) == len(found), "an environment variable is set twice"
+    # REDIS_URL is set one of two ways (keyless: a plain value; password: from Key Vault); the
+    # Key Vault one is kept here, `test_keyless_redis_*` checks the other.
+    settings = {name: (kind, expr.strip()) for name, kind, expr in found if name != "REDIS_URL"}
+    settings["REDIS_URL"] = next(
+        (k, e.strip()) for n, k, e in found if n == "REDIS_URL" and k == "secretRef"
+    )
+    assert len(settings) == len(found) - 1, "an environment variable is set twice"
     return settings
 
 
@@ -852,8 +857,11 @@ def test_azure_resources_keep_their_identity_and_security_settings():
     redis = code("redis.bicep")
     assert re.search(r"clientProtocol:\s*'Encrypted'", redis)
     assert re.search(r"var redisPort = 10000\b", redis) and re.search(r"port:\s*redisPort", redis)
-    assert re.search(r"clusteringPolicy:\s*'(EnterpriseCluster|OSSCluster)'", redis)
-    assert re.search(r"accessKeysAuthentication:\s*'Enabled'", redis)
+    assert re.search(r"param clusteringPolicy string = 'OSSCluster'", redis)
+    assert re.search(r"clusteringPolicy:\s*clusteringPolicy", redis)
+    assert re.search(
+        r"accessKeysAuthentication:\s*auth == 'entra' \? 'Disabled' : 'Enabled'", redis
+    )
     assert "value: 'rediss://:${uriComponent(database.listKeys().primaryKey)}@" in redis
     assert re.search(r"minimumTlsVersion:\s*'1\.2'", redis)
     # Markers and locks carry TTLs: any eviction policy could drop them before they expire.
@@ -885,3 +893,36 @@ def test_no_unfinished_markers_in_the_deployment_files():
     for path in files:
         for number, line in enumerate(path.read_text().splitlines(), 1):
             assert not markers.search(line), f"{path.relative_to(ROOT)}:{number}: {line.strip()}"
+
+
+def test_keyless_redis_is_the_default_with_an_access_policy_and_no_secret():
+    """REDIS_AUTH=entra: access keys off, the identity let in, no Redis secret in Key Vault."""
+    main = bicep(MAIN_BICEP).code
+    assert re.search(r"param redisAuth string = 'entra'", main)
+    assert re.search(r"param redisClusteringPolicy string = 'OSSCluster'", main)
+    assert "'EnterpriseCluster'" in main, "EnterpriseCluster stays an option"
+    assert re.search(r"appPrincipalId:\s*identity\.outputs\.principalId", main)
+    redis = bicep(AZURE_DIR / "modules" / "redis.bicep").code
+    assignment = re.search(
+        r"resource \w+ 'Microsoft\.Cache/redisEnterprise/databases/accessPolicyAssignments@[\d-]+'"
+        r" = if \(auth == 'entra'\) \{(.*?)\n\}",
+        redis,
+        re.S,
+    )
+    assert assignment, "no access policy assignment for the app's identity"
+    assert re.search(r"accessPolicyName:\s*'default'", assignment.group(1))
+    assert re.search(r"objectId:\s*appPrincipalId", assignment.group(1))
+    # The Key Vault secret (the access key in a URL) exists only with password auth.
+    assert re.search(r"resource redisUrlSecret '[^']+' = if \(auth == 'password'\)", redis)
+    assert re.search(r"output redisUrl string = auth == 'entra' \? 'rediss://\$\{", redis)
+    assert re.search(r"output cluster bool = clusteringPolicy == 'OSSCluster'", redis)
+    app = bicep(CONTAINER_APP_BICEP).code
+    assert re.search(
+        r"redisUrlSettings = empty\(redisUrlSecretUri\) \? \[\s*\{\s*name: 'REDIS_URL'\s*"
+        r"value: redisUrl",
+        app,
+    )
+    assert re.search(r"redisSecrets = empty\(redisUrlSecretUri\) \? \[\]", app)
+    settings = app_settings()
+    assert settings["REDIS_CLUSTER"] == ("value", "redisCluster ? 'true' : 'false'")
+    assert settings["REDIS_AUTH"] == ("value", "redisAuth")

@@ -1,6 +1,7 @@
 """Fault 5: two replicas on one Redis, one conversation's events spread across both, duplicates.
 
-Two `threadwise serve` processes share a Redis prefix, Slack and the model. Several Slack
+Two `threadwise serve` processes share a Redis prefix, Slack and the model (on one Redis, and
+again on a local Redis Cluster). Several Slack
 threads and a Teams chat run at once; each message goes to one replica or the other in turn,
 and every post is delivered more than once — as `app_mention` to one replica and `message` to
 the other, plus a Slack retry (X-Slack-Retry-Num) to either; each Teams activity twice. Every
@@ -36,8 +37,15 @@ TURNS = 6
 GAP = 0.15  # seconds between two messages of one conversation (the model takes longer)
 
 
-async def test_two_replicas_answer_each_message_once_in_order(model, slack, connector, redis_url):
-    stack = new_stack(model, slack, connector, redis_url)
+@pytest.mark.parametrize("redis", ["redis", "cluster"])
+async def test_two_replicas_answer_each_message_once_in_order(
+    request, redis, model, slack, connector, redis_url
+):
+    if redis == "cluster":  # the same on a real local Redis Cluster (3 masters + 3 replicas)
+        url = request.getfixturevalue("redis_cluster").url
+        stack = new_stack(model, slack, connector, url, REDIS_CLUSTER="true")
+    else:
+        stack = new_stack(model, slack, connector, redis_url)
     stack.reset()
     a, b = await stack.start(), await stack.start()
     replicas = [a, b]

@@ -214,9 +214,25 @@ class ServeProcess:
         await self.stop()
 
 
-async def delete_prefix(redis_url: str, prefix: str) -> None:
-    """Delete only the keys under a test's own prefix."""
+async def delete_prefix(redis_url: str, prefix: str, *, cluster: bool = False) -> None:
+    """Delete only the keys under a test's own prefix (on every master of a cluster)."""
     import redis.asyncio as aioredis
+
+    if cluster:
+        rc = aioredis.RedisCluster.from_url(redis_url)
+        try:
+            await rc.initialize()
+            nodes = [(n.host, n.port) for n in rc.get_primaries()]
+        finally:
+            await rc.aclose()
+        for host, port in nodes:
+            node = aioredis.Redis(host=host, port=port)
+            try:
+                async for key in node.scan_iter(match=f"{prefix}*", count=1000):
+                    await node.delete(key)
+            finally:
+                await node.aclose()
+        return
 
     r = aioredis.Redis.from_url(redis_url)
     try:

@@ -304,7 +304,7 @@ class Stack:
                     await svc.stop()
         finally:
             with contextlib.suppress(Exception):  # a test's own Redis may be down by now
-                await delete_prefix(self.redis_url, self.prefix)
+                await delete_prefix(self.redis_url, self.prefix, cluster=self.on_cluster)
 
     def reset(self) -> None:
         self.model.reset()
@@ -372,9 +372,19 @@ class Stack:
 
     # -- what the bot kept
 
+    @property
+    def on_cluster(self) -> bool:
+        return self.env().get("REDIS_CLUSTER") == "true"
+
+    def redis(self):
+        """A client for the stack's Redis: a cluster client when it runs on a Redis Cluster."""
+        if self.on_cluster:
+            return aioredis.RedisCluster.from_url(self.redis_url, decode_responses=True)
+        return aioredis.Redis.from_url(self.redis_url, decode_responses=True)
+
     async def stored(self, conversation: str) -> list[tuple[str, str]]:
         """The conversation's history in Redis as (role, content), oldest first."""
-        r = aioredis.Redis.from_url(self.redis_url, decode_responses=True)
+        r = self.redis()
         try:
             raw = await r.lrange(f"{self.prefix}{{{conversation}}}:h", 0, -1)
         finally:

@@ -45,8 +45,14 @@ param openAiEndpoint string
 param openAiDeploymentName string
 @description('AZURE_OPENAI_MODEL.')
 param openAiModelName string
-@description('Versionless Key Vault URI of the REDIS_URL secret.')
-param redisUrlSecretUri string
+@description('REDIS_URL when it holds no secret (REDIS_AUTH=entra); empty: from redisUrlSecretUri.')
+param redisUrl string = ''
+@description('Versionless Key Vault URI of the REDIS_URL secret (password auth); empty: redisUrl.')
+param redisUrlSecretUri string = ''
+@description('REDIS_CLUSTER: the database uses the OSSCluster policy.')
+param redisCluster bool = false
+@description('REDIS_AUTH: entra or password.')
+param redisAuth string = 'password'
 @description('Versionless Key Vault URI of the SLACK_BOT_TOKEN secret; empty: not set.')
 param slackBotTokenSecretUri string = ''
 @description('Versionless Key Vault URI of the SLACK_SIGNING_SECRET secret; empty: not set.')
@@ -67,7 +73,7 @@ resource existingApp 'Microsoft.App/containerApps@2025-01-01' existing = if (exi
 var image = exists ? existingApp.properties.template.containers[0].image : bootstrapImage
 
 // Container Apps secret names (lowercase) -> Key Vault references read with the identity.
-var redisSecrets = [
+var redisSecrets = empty(redisUrlSecretUri) ? [] : [
   {
     name: 'redis-url'
     keyVaultUrl: redisUrlSecretUri
@@ -110,8 +116,12 @@ var baseSettings = [
     value: identityClientId
   }
   {
-    name: 'REDIS_URL'
-    secretRef: 'redis-url'
+    name: 'REDIS_CLUSTER'
+    value: redisCluster ? 'true' : 'false'
+  }
+  {
+    name: 'REDIS_AUTH'
+    value: redisAuth
   }
   {
     name: 'MICROSOFT_APP_ID'
@@ -146,6 +156,18 @@ var baseSettings = [
     value: logLevel
   }
 ]
+// Keyless (entra): the URL is plain configuration; with a password it comes from Key Vault.
+var redisUrlSettings = empty(redisUrlSecretUri) ? [
+  {
+    name: 'REDIS_URL'
+    value: redisUrl
+  }
+] : [
+  {
+    name: 'REDIS_URL'
+    secretRef: 'redis-url'
+  }
+]
 var adminSettings = empty(botAdmins) ? [] : [
   {
     name: 'BOT_ADMINS'
@@ -164,7 +186,7 @@ var slackSigningSecretSettings = empty(slackSigningSecretSecretUri) ? [] : [
     secretRef: 'slack-signing-secret'
   }
 ]
-var settings = concat(baseSettings, adminSettings, slackBotTokenSettings, slackSigningSecretSettings)
+var settings = concat(baseSettings, redisUrlSettings, adminSettings, slackBotTokenSettings, slackSigningSecretSettings)
 
 resource app 'Microsoft.App/containerApps@2025-01-01' = {
   name: name

@@ -1,14 +1,19 @@
 // Azure Managed Redis (Microsoft.Cache/redisEnterprise) with one database, TLS only on port
-// 10000, and the connection URL the service reads as REDIS_URL stored in Key Vault.
+// 10000, and the URL the service reads as REDIS_URL.
 //
-// Clustering policy EnterpriseCluster: the cluster presents one endpoint and routes commands
-// itself, so the service's ordinary (non-cluster) redis client works unchanged. Multi-key
-// commands and Lua scripts must still keep their keys in one hash slot; every key of one
-// conversation shares a {hash tag}, which guarantees that.
+// Clustering policy (see ../README.md for when to pick which):
+// - OSSCluster (default): the database speaks the OSS cluster protocol; the service runs with
+//   REDIS_CLUSTER=true and talks to every shard directly (best throughput, no proxy hop).
+// - EnterpriseCluster: one proxied endpoint that routes commands itself; the service runs with
+//   REDIS_CLUSTER=false and its ordinary client.
+// Either way multi-key commands and Lua scripts keep their keys in one hash slot: every key of
+// one conversation shares a {hash tag}.
 //
-// Authentication is by access key, because the service authenticates with the password in
-// REDIS_URL. Microsoft Entra ID for Redis needs the client to fetch and renew a token as the
-// password and re-authenticate before it expires; see ../README.md.
+// Authentication (REDIS_AUTH):
+// - entra (default): access keys are off; an access policy assignment lets the app's managed
+//   identity in with its Microsoft Entra token as the password (user: its object id), which the
+//   service fetches and renews itself. REDIS_URL holds no secret, so nothing goes to Key Vault.
+// - password: access keys on, and rediss://:<key>@host:10000/0 is stored in Key Vault.
 
 @description('Cluster name (becomes <name>.<region>.redis.azure.net).')
 param name string
@@ -37,7 +42,21 @@ param highAvailability bool = true
 // turns into a short apology, and `threadwise doctor` and /readyz warn about any other policy.
 @description('Redis eviction policy. Keep NoEviction: the volatile policies evict the exactly-once markers and locks before their TTL.')
 param evictionPolicy string = 'NoEviction'
-@description('Key Vault that receives the redis-url secret.')
+@allowed([
+  'OSSCluster'
+  'EnterpriseCluster'
+])
+@description('OSSCluster: clients talk to every shard (REDIS_CLUSTER=true). EnterpriseCluster: one proxied endpoint.')
+param clusteringPolicy string = 'OSSCluster'
+@allowed([
+  'entra'
+  'password'
+])
+@description('entra: the managed identity signs in with its Entra token, access keys off. password: an access key in Key Vault.')
+param auth string = 'entra'
+@description('Object (principal) id of the managed identity that may use the database (entra).')
+param appPrincipalId string
+@description('Key Vault that receives the redis-url secret (password auth only).')
 param keyVaultName string
 @description('Name of the Key Vault secret holding REDIS_URL.')
 param redisUrlSecretName string = 'redis-url'
@@ -66,9 +85,22 @@ resource database 'Microsoft.Cache/redisEnterprise/databases@2025-07-01' = {
   properties: {
     clientProtocol: 'Encrypted'
     port: redisPort
-    clusteringPolicy: 'EnterpriseCluster'
+    clusteringPolicy: clusteringPolicy
     evictionPolicy: evictionPolicy
-    accessKeysAuthentication: 'Enabled'
+    accessKeysAuthentication: auth == 'entra' ? 'Disabled' : 'Enabled'
+  }
+}
+
+// The app's identity may use the database with the built-in 'default' access policy (all
+// commands and keys); its Entra token is the password, its object id the user name.
+resource appAccess 'Microsoft.Cache/redisEnterprise/databases/accessPolicyAssignments@2025-07-01' = if (auth == 'entra') {
+  parent: database
+  name: 'threadwiseapp'
+  properties: {
+    accessPolicyName: 'default'
+    user: {
+      objectId: appPrincipalId
+    }
   }
 }
 
@@ -78,7 +110,7 @@ resource vault 'Microsoft.KeyVault/vaults@2024-11-01' existing = {
 
 // rediss:// = TLS. The key is percent-encoded because access keys may contain '/', '+' and
 // '='; redis-py's from_url() decodes the password again.
-resource redisUrlSecret 'Microsoft.KeyVault/vaults/secrets@2024-11-01' = {
+resource redisUrlSecret 'Microsoft.KeyVault/vaults/secrets@2024-11-01' = if (auth == 'password') {
   parent: vault
   name: redisUrlSecretName
   properties: {
@@ -89,4 +121,7 @@ resource redisUrlSecret 'Microsoft.KeyVault/vaults/secrets@2024-11-01' = {
 
 output hostName string = cluster.properties.hostName
 output port int = redisPort
-output redisUrlSecretUri string = '${vault.properties.vaultUri}secrets/${redisUrlSecret.name}'
+// entra: the URL itself (no secret in it); password: the Key Vault secret holding it.
+output redisUrl string = auth == 'entra' ? 'rediss://${cluster.properties.hostName}:${redisPort}/0' : ''
+output redisUrlSecretUri string = auth == 'password' ? '${vault.properties.vaultUri}secrets/${redisUrlSecretName}' : ''
+output cluster bool = clusteringPolicy == 'OSSCluster'
