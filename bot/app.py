@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from bot.attachments import Files, images_supported
 from bot.commands import Commands
 from bot.llm import LLMClient, make_llm
 from bot.metrics import Metrics
@@ -41,6 +42,17 @@ def build_service(settings: Settings, *, with_model: bool = True) -> Service:
     metrics = Metrics()
     prompts = Prompts(store, counter, settings.system_prompt, settings.prompt_max_tokens)
     commands = Commands(store, prompts, settings.admins)
+    files = Files(
+        counter,
+        store,
+        max_bytes=settings.files_max_bytes,
+        images_enabled=images_supported(
+            settings.model_supports_images,
+            settings.azure_openai_model,
+            settings.azure_openai_deployment,
+        ),
+        history_ttl=settings.history_ttl_seconds,
+    )
     responder = Responder(
         store=store,
         llm=llm,
@@ -52,5 +64,6 @@ def build_service(settings: Settings, *, with_model: bool = True) -> Service:
         max_response_tokens=settings.max_response_tokens,
         model_max_concurrency=settings.model_max_concurrency,
         conversation_queue_max=settings.conversation_queue_max,
+        files=files,
     )
     return Service(settings, store, counter, llm, prompts, commands, responder, metrics)

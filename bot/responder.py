@@ -13,6 +13,7 @@ import uuid
 from collections import OrderedDict
 
 from bot.answer import Answerer
+from bot.attachments import Files
 from bot.commands import Commands, is_command
 from bot.llm import LLMClient
 from bot.logs import turn_context
@@ -53,6 +54,7 @@ class Responder:
         lock_wait: float = 300.0,
         model_max_concurrency: int = 256,
         conversation_queue_max: int = 50,
+        files: Files | None = None,
     ) -> None:
         self.store = store
         self.commands = commands
@@ -66,6 +68,7 @@ class Responder:
             token_limit=token_limit,
             max_response_tokens=max_response_tokens,
             model_max_concurrency=model_max_concurrency,
+            files=files,
         )
         self.lock_wait = lock_wait
         self._tasks: set[asyncio.Task[None]] = set()
@@ -194,7 +197,7 @@ class Responder:
         self.metrics.lock_wait.observe(turn.waited)
         try:
             text = message.text.strip()
-            if not text:
+            if not text and not message.attachments:
                 await self.store.subscribe(conv)
                 await reply.send(EMPTY_MENTION)
             elif is_command(text):

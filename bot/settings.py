@@ -109,6 +109,12 @@ class Settings(BaseSettings):
     model_max_concurrency: int = Field(256, gt=0, validation_alias=_alias("MODEL_MAX_CONCURRENCY"))
     conversation_queue_max: int = Field(50, gt=0, validation_alias=_alias("CONVERSATION_QUEUE_MAX"))
 
+    # --- files and images (README "Files and images")
+    files_max_bytes: int = Field(20_000_000, gt=0, validation_alias=_alias("FILES_MAX_BYTES"))
+    model_supports_images: Literal["auto", "true", "false"] = Field(
+        "auto", validation_alias=_alias("MODEL_SUPPORTS_IMAGES")
+    )
+
     # --- server and logs
     host: str = Field("0.0.0.0", validation_alias=_alias("HOST"))
     port: int = Field(3978, ge=0, le=65535, validation_alias=_alias("PORT"))
@@ -118,14 +124,16 @@ class Settings(BaseSettings):
     log_format: Literal["json", "text"] = Field("json", validation_alias=_alias("LOG_FORMAT"))
     metrics_token: SecretStr | None = Field(None, validation_alias=_alias("METRICS_TOKEN"))
 
-    @field_validator("log_level", "microsoft_app_type", "log_format", mode="before")
+    @field_validator(
+        "log_level", "microsoft_app_type", "log_format", "model_supports_images", mode="before"
+    )
     @classmethod
     def _normalise_case(cls, value: object, info) -> object:
         if not isinstance(value, str):
             return value
         if info.field_name == "log_level":
             return value.strip().upper()
-        if info.field_name == "log_format":
+        if info.field_name in ("log_format", "model_supports_images"):
             return value.strip().lower()
         wanted = {v.lower(): v for v in ("MultiTenant", "SingleTenant", "UserAssignedMSI")}
         return wanted.get(value.strip().lower(), value)
