@@ -35,6 +35,7 @@ from slack_bolt.async_app import AsyncApp
 
 from adapters.slack import listeners, slash
 from adapters.slack.api import DEFAULT_API_URL, error_code, log_failure, make_client
+from adapters.slack.files import SlackFiles
 from adapters.slack.ingress import Admitted, admit, bolt_request
 from adapters.slack.intake import Intake, provide
 from adapters.slack.reply import SlackReplies
@@ -89,6 +90,7 @@ class SlackAdapter:
             names=self.names,
             metrics=metrics,
             thread_followups=thread_followups,
+            files=SlackFiles(self.client, bot_token=bot_token, api_url=api_url or DEFAULT_API_URL),
         )
 
         self.app = AsyncApp(

@@ -14,6 +14,7 @@ from typing import Any
 
 from slack_bolt.async_app import AsyncApp, AsyncBoltContext
 
+from adapters.slack.files import SlackFiles
 from adapters.slack.reply import SlackReplies
 from adapters.slack.users import UserNames
 from bot.messages import MessageHandler
@@ -29,6 +30,7 @@ class Intake:
     names: UserNames
     metrics: Metrics
     thread_followups: bool
+    files: SlackFiles | None = None  # the `files` of an event, as attachments
     # Acknowledged but not yet handed to the core (a name lookup in progress): stop() waits.
     pending: set[asyncio.Task[Any]] = field(default_factory=set)
     # Per conversation: the newest event not yet handed to the core (arrival order).

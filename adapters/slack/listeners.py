@@ -116,6 +116,7 @@ def _submit(
         is_dm=decision.is_dm,
         mentions_bot=decision.mentions_bot,
         event_id=body.get("event_id"),
+        attachments=intake.files.attachments(event) if intake.files else (),
     )
     reply = SlackReplyTarget(
         intake.replies,

@@ -27,6 +27,7 @@ METHOD_SCOPES = {
     "assistant.threads.setStatus": "chat:write",
     "reactions.add": "reactions:write",
     "reactions.remove": "reactions:write",
+    "files.info": "files:read",  # and downloading url_private_download (adapters/slack/files.py)
 }
 # Every event the adapter listens to, and the scope it needs.
 EVENT_SCOPES = {
