@@ -84,6 +84,16 @@ def human_bytes(n: int) -> str:
     return f"{n} bytes"
 
 
+def over_limit(name: str, size: int | None, limit: int) -> str:
+    """The notice for a file over FILES_MAX_BYTES; exact byte counts when rounding hides it."""
+    if size is None:
+        return f"I did not read {name}: it is more than {human_bytes(limit)}, the limit."
+    shown, most = human_bytes(size), human_bytes(limit)
+    if shown == most:
+        shown, most = f"{size:,} bytes", f"{limit:,} bytes"
+    return f"I did not read {name}: it is {shown} and the limit is {most}."
+
+
 def _kind(att: Attachment) -> str | None:
     mime = att.mimetype.split(";", 1)[0].strip().lower()
     ext = files_text.extension(att.name)
@@ -205,9 +215,8 @@ class Files:
         self, att: Attachment, kind: str | None
     ) -> str | tuple[dict[str, Any], int, str | None]:
         name = display_name(att.name)
-        limit = human_bytes(self.max_bytes)
         if att.size is not None and att.size > self.max_bytes:
-            return f"I did not read {name}: it is {human_bytes(att.size)} and the limit is {limit}."
+            return over_limit(name, att.size, self.max_bytes)
         if kind is None:
             return f"I can't read {name} ({att.mimetype or 'unknown type'}): I read {READ_TYPES}."
         if kind == "image" and not self.images_enabled:
@@ -217,13 +226,12 @@ class Files:
         except AttachmentError as exc:
             log.info("attachment not fetched: %s", exc.kind, extra={"detail": exc.detail})
             if exc.kind == "too_large":
-                size = f"more than {limit}" if exc.size is None else human_bytes(exc.size)
-                return f"I did not read {name}: it is {size} and the limit is {limit}."
+                return over_limit(name, exc.size, self.max_bytes)
             if exc.kind == "unavailable":
                 return f"I could not get {name}: it is no longer available to me."
             return f"I could not download {name}: the download was refused."
         if len(data) > self.max_bytes:
-            return f"I did not read {name}: it is more than {limit}, the limit."
+            return over_limit(name, None, self.max_bytes)
         declared_html = att.mimetype.lower().startswith(("text/html", "application/xhtml"))
         if files_text.looks_like_html(data) and not declared_html:
             log.info("attachment refused: a web page instead of the file")

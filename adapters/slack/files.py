@@ -57,11 +57,24 @@ class SlackFiles:
     def _credentials(self, url: str) -> dict[str, str]:
         return {"Authorization": f"Bearer {self._token}"}  # `allowed` has passed for `url`
 
-    def attachments(self, event: Mapping[str, Any]) -> tuple[Attachment, ...]:
+    async def attachments(self, event: Mapping[str, Any]) -> tuple[Attachment, ...]:
+        """The event's files; a Slack Connect file that names only its id is looked up first
+        (`files.info`), so its name and type are known before the core decides about it."""
         files = event.get("files")
         if not isinstance(files, list):
             return ()
-        return tuple(self._attachment(f) for f in files[:MAX_FILES] if isinstance(f, dict))
+        out = []
+        for f in files[:MAX_FILES]:
+            if not isinstance(f, dict):
+                continue
+            if f.get("file_access") == "check_file_info":
+                try:
+                    f = await self._info(f)
+                except AttachmentError as exc:
+                    out.append(_unavailable(f, exc))
+                    continue
+            out.append(self._attachment(f))
+        return tuple(out)
 
     def _attachment(self, file: dict[str, Any]) -> Attachment:
         name = str(file.get("name") or file.get("title") or "file")
@@ -78,7 +91,7 @@ class SlackFiles:
         )
 
     async def _fetch(self, file: dict[str, Any], limit: int) -> bytes:
-        if file.get("file_access") == "check_file_info" or not _url(file):
+        if not _url(file) and file.get("mode") not in UNAVAILABLE_MODES:
             file = await self._info(file)
         if file.get("mode") in UNAVAILABLE_MODES:
             raise AttachmentError("unavailable", str(file.get("mode")))
@@ -107,6 +120,13 @@ class SlackFiles:
         if not isinstance(info, dict):
             raise AttachmentError("unavailable", "files.info gave no file")
         return info
+
+
+def _unavailable(file: Mapping[str, Any], exc: AttachmentError) -> Attachment:
+    async def fetch(limit: int) -> bytes:
+        raise exc
+
+    return Attachment(str(file.get("name") or file.get("id") or "file"), "", None, fetch)
 
 
 def _url(file: Mapping[str, Any]) -> str | None:

@@ -18,7 +18,7 @@ from slack_bolt.async_app import AsyncApp, AsyncBoltContext, AsyncBoltRequest
 from adapters.slack.events import Route, mentioned_users, readable_text, route
 from adapters.slack.intake import Intake, installation_workspace
 from adapters.slack.reply import SlackReplyTarget
-from bot.messages import IncomingMessage, conversation_key
+from bot.messages import Attachment, IncomingMessage, conversation_key
 
 log = logging.getLogger("threadwise.slack")
 
@@ -84,9 +84,10 @@ async def _handle_message_event(
         names = await intake.names.names(
             team, [user, *mentioned_users(raw_text, exclude=bot_user_id)]
         )
+        attachments = await intake.files.attachments(event) if intake.files else ()
         if before is not None:
             await before
-        _submit(intake, body, event, decision, team, raw_text, names, bot_user_id)
+        _submit(intake, body, event, decision, team, raw_text, names, bot_user_id, attachments)
     finally:
         mine.set_result(None)
         if intake.arrivals.get(key) is mine:
@@ -102,6 +103,7 @@ def _submit(
     raw_text: str,
     names: dict[str, str],
     bot_user_id: str | None,
+    attachments: tuple[Attachment, ...] = (),
 ) -> None:
     user = event["user"]
     message = IncomingMessage(
@@ -116,7 +118,7 @@ def _submit(
         is_dm=decision.is_dm,
         mentions_bot=decision.mentions_bot,
         event_id=body.get("event_id"),
-        attachments=intake.files.attachments(event) if intake.files else (),
+        attachments=attachments,
     )
     reply = SlackReplyTarget(
         intake.replies,

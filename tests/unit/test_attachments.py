@@ -146,7 +146,7 @@ async def test_a_download_stopped_at_the_limit_is_reported_with_the_limit():
     shared = await reader(max_bytes=2_000_000).read(
         msg(att("big.log", "text/plain", AttachmentError("too_large"), size=None))
     )
-    assert "more than 2 MB and the limit is 2 MB" in shared.notices[0]
+    assert shared.notices == ["I did not read big.log: it is more than 2 MB, the limit."]
 
 
 async def test_a_sign_in_page_is_an_error_not_a_file():

@@ -175,6 +175,7 @@ class FakeConnector:
         self.rejected.clear()
         self.failures.clear()
         self._streams.clear()
+        self.files.reset()
 
     def messages(self, conversation_id: str | None = None) -> list[Recorded]:
         return [

@@ -30,7 +30,7 @@ SIGN_IN_PAGE = (
 @dataclass
 class Download:
     file_id: str
-    authorized: bool
+    token_sent: bool  # the request carried the bot token
     status: int
 
 
@@ -42,6 +42,7 @@ class _File:
     mimetype: str
     mode: str = "hosted"
     redirect: str | None = None
+    foreign: bool = False  # another workspace's file: the bot's token does not open it
 
 
 @dataclass
@@ -67,10 +68,11 @@ class FakeSlackFiles:
         mode: str = "hosted",
         size: int | None = None,
         file_access: str | None = None,
+        foreign: bool = False,
     ) -> dict[str, Any]:
         """Host a file; returns the file object as events carry it."""
         file_id = f"F{next(self._ids):08d}"
-        self.files[file_id] = _File(file_id, name, data, mimetype, mode)
+        self.files[file_id] = _File(file_id, name, data, mimetype, mode, foreign=foreign)
         obj = self.object(file_id, size=size)
         if file_access:
             # Slack Connect: the event carries only the id; files.info has the rest.
@@ -113,7 +115,9 @@ class FakeSlackFiles:
 
     async def _download(self, request: web.Request) -> web.StreamResponse:
         f = self.files.get(request.match_info["file_id"])
-        authorized = request.headers.get("Authorization") == f"Bearer {self.slack.token}"
+        token_sent = request.headers.get("Authorization") == f"Bearer {self.slack.token}"
+        # Slack shows its sign-in page to a token of another workspace, and to no token at all.
+        authorized = token_sent and not (f is not None and f.foreign)
         status = 200
         try:
             if not authorized:
@@ -126,6 +130,6 @@ class FakeSlackFiles:
                 raise web.HTTPFound(f.redirect)
             return web.Response(body=f.data, content_type=f.mimetype)
         finally:
-            self.downloads.append(Download(request.match_info["file_id"], authorized, status))
+            self.downloads.append(Download(request.match_info["file_id"], token_sent, status))
             if self.slack._changed is not None:
                 self.slack._changed.set()

@@ -36,6 +36,10 @@ class FakeTeamsFiles:
         app.router.add_get("/v3/attachments/{id}/views/original", self._image)
         app.router.add_get("/_presigned/{id}", self._presigned)
 
+    def reset(self) -> None:
+        self.downloads.clear()
+        self.leaked.clear()
+
     def _add(self, data: bytes, content_type: str) -> str:
         blob_id = f"0-{next(self._ids)}-{uuid.uuid4().hex[:8]}"
         self.blobs[blob_id] = (data, content_type)
