@@ -110,12 +110,17 @@ def prepare_image(data: bytes, declared: str) -> Prepared:
     if target != (width, height):
         frame = frame.resize(target, Image.Resampling.LANCZOS)
     out = io.BytesIO()
+    mime = "image/jpeg"
     if frame.mode == "RGBA":
         frame.save(out, format="PNG", optimize=True)
         mime = "image/png"
-    else:
+        if out.tell() > KEEP_MAX_BYTES:
+            # Transparency costs more than it is worth here: flattened onto white, as JPEG.
+            flat = Image.new("RGB", frame.size, (255, 255, 255))
+            flat.paste(frame, mask=frame.getchannel("A"))
+            frame, out, mime = flat, io.BytesIO(), "image/jpeg"
+    if mime == "image/jpeg":
         frame.save(out, format="JPEG", quality=85, optimize=True)
-        mime = "image/jpeg"
     w, h = frame.size
     return Prepared(mime, out.getvalue(), w, h, image_tokens(w, h))
 

@@ -19,6 +19,17 @@ def image(fmt: str = "PNG", size: tuple[int, int] = (64, 48), color=(200, 30, 30
     return out.getvalue()
 
 
+def noise(fmt: str = "JPEG", size: tuple[int, int] = (640, 480)) -> bytes:
+    """An image of random pixels: the worst case for compression (a photo's upper bound)."""
+    import os
+
+    from PIL import Image
+
+    out = io.BytesIO()
+    Image.frombytes("RGB", size, os.urandom(size[0] * size[1] * 3)).save(out, format=fmt)
+    return out.getvalue()
+
+
 def pdf(*pages: str) -> bytes:
     """A PDF whose pages carry `pages` as text (an empty string: a page with no text layer)."""
     objects: list[bytes] = []

@@ -236,3 +236,20 @@ async def test_a_conversation_keeps_at_most_images_kept_images():
     assert all(m.parts[0]["type"] == "image_url" for m in restored[2:])
     url = restored[-1].parts[0]["image_url"]["url"]
     assert base64.b64decode(url.split(",", 1)[1]) == png
+
+
+def test_a_stored_image_never_weighs_more_than_the_keep_bound():
+    import io
+    import os
+
+    from PIL import Image
+
+    from bot.images import KEEP_MAX_BYTES
+
+    out = io.BytesIO()
+    Image.frombytes("RGBA", (2048, 768), os.urandom(2048 * 768 * 4)).save(out, format="PNG")
+    p = prepare_image(out.getvalue(), "image/png")
+    assert len(out.getvalue()) > 3 * KEEP_MAX_BYTES and len(p.data) <= KEEP_MAX_BYTES
+    assert (
+        len(prepare_image(files.noise("JPEG", (4000, 3000)), "image/jpeg").data) <= KEEP_MAX_BYTES
+    )
