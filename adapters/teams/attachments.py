@@ -90,6 +90,9 @@ class TeamsFiles:
             return scheme == "https" or (scheme == "http" and trust.is_loopback_url(u))
 
         async def fetch(limit: int) -> bytes:
+            if not allowed(url):  # before a token is even asked for
+                log.warning("image not fetched: %r is not the service host", _host(url)[:100])
+                raise AttachmentError("refused", "contentUrl is not on the service host")
             headers: dict[str, str] = {}
             if not self._anonymous:
                 token = await self._token()
