@@ -272,3 +272,31 @@ async def test_every_image_format_reaches_the_model(fresh, fmt):
     await st.send(mention("<@UBOT> ?", ch=ch, at=root, files=[f]))
     await slack_thread(st.slack, ch, root)
     assert image_bytes(parts_of(user_content(st), "image_url")[0]) == data
+
+
+async def test_teams_image_pasted_in_a_group_chat_mention_reaches_the_model(fresh):
+    st = fresh
+    png = files.image("PNG", (120, 90))
+    act = st.activity("group_chat_mention")
+    act["attachments"] = [*act["attachments"], st.connector.files.image(png, "image/png")]
+    await st.teams(act)
+    await teams_thread(st.connector, act["conversation"]["id"])
+    assert image_bytes(parts_of(user_content(st), "image_url")[0]) == png
+
+
+async def test_a_model_without_vision_is_not_sent_images_and_the_user_is_told(fresh):
+    st = fresh
+    blind = await st.start(MODEL_SUPPORTS_IMAGES="false")
+    try:
+        f = st.slack.files.add("chart.png", files.image(), "image/png")
+        notes = st.slack.files.add("notes.txt", b"still read", "text/plain")
+        ch, root = channel(), ts()
+        await st.send(mention("<@UBOT> explain", ch=ch, at=root, files=[f, notes]), svc=blind)
+        texts = await slack_thread(st.slack, ch, root, n=2)
+        assert "I can't see images with this model, so I did not look at chart.png." in texts[0]
+        content = user_content(st)
+        assert parts_of(content, "image_url") == [] and "still read" in content[1]["text"]
+        assert f["id"] not in {d.file_id for d in st.slack.files.downloads}
+    finally:
+        await blind.stop()
+        st.services.remove(blind)
