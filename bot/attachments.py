@@ -191,9 +191,17 @@ class Files:
             *(
                 self._read_one(att, kind) if ok else self._too_many(att)
                 for att, kind, ok in zip(atts, kinds, wanted, strict=True)
-            )
+            ),
+            return_exceptions=True,
         )
         for att, result in zip(atts, results, strict=True):
+            if isinstance(result, BaseException):
+                if not isinstance(result, Exception):
+                    raise result  # cancellation: the turn is being stopped
+                # A library's own failure on odd input: that file is skipped, the rest answered.
+                log.warning("attachment unreadable: %s", type(result).__name__)
+                shared.notices.append(f"I could not read {display_name(att.name)}.")
+                continue
             if isinstance(result, str):
                 shared.notices.append(result)
                 continue

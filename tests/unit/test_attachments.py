@@ -253,3 +253,13 @@ def test_a_stored_image_never_weighs_more_than_the_keep_bound():
     assert (
         len(prepare_image(files.noise("JPEG", (4000, 3000)), "image/jpeg").data) <= KEEP_MAX_BYTES
     )
+
+
+async def test_a_failing_fetch_of_any_kind_skips_that_file_and_keeps_the_rest():
+    async def broken(limit: int) -> bytes:
+        raise RuntimeError("adapter bug")
+
+    shared = await reader().read(
+        msg(Attachment("a.txt", "text/plain", 3, broken), att("b.txt", "text/plain", b"ok"))
+    )
+    assert shared.notices == ["I could not read a.txt."] and "ok" in shared.parts[0]["text"]
