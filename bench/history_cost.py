@@ -15,6 +15,7 @@ import uuid
 
 import redis.asyncio as aioredis
 
+from bench import attachments_cost
 from bench.common import REDIS_URL, table, write
 from bot.store import RedisStore
 from bot.tokens import TokenCounter
@@ -175,6 +176,9 @@ def main(argv: list[str] | None = None) -> dict:
     a = p.parse_args(argv)
     data = asyncio.run(run([10, 200] if a.smoke else [10, 1000, 10000], 3 if a.smoke else 30))
     print(render(data))
+    sizes = [10, 200] if a.smoke else [10, 1000, 10000]
+    data["attachments"] = asyncio.run(attachments_cost.history(sizes, 2 if a.smoke else 10))
+    print(attachments_cost.render_history(data["attachments"]))
     write("history_cost", data)
     return data
 

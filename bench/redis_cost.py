@@ -32,6 +32,7 @@ from functools import partial
 
 import redis.asyncio as aioredis
 
+from bench import attachments_cost
 from bench.common import REDIS_URL, table, write
 from bench.harness import (
     Stack,
@@ -370,6 +371,7 @@ async def run(reps: int) -> dict:
         await scenarios(st, proxy, upstream, 1)
         raw = await scenarios(st, proxy, upstream, reps)
         mem = await memory(redis_url)
+        with_files = await attachments_cost.memory(redis_url)
     turns = {k: typical(v) for k, v in raw.items()}
     answered = {k: v for k, v in turns.items() if k != "duplicate"}
     worst_rt = max(t["round_trips"] for t in answered.values())
@@ -379,6 +381,7 @@ async def run(reps: int) -> dict:
         "repetitions": reps,
         "turns": turns,
         "memory": mem,
+        "attachments": with_files,
         "goal": f"<= {GOAL_ROUND_TRIPS} round trips per answered turn, <= {GOAL_BYTES} bytes "
         "overhead per stored message",
         "worst_round_trips": worst_rt,
@@ -438,6 +441,7 @@ def main(argv: list[str] | None = None) -> dict:
     data = asyncio.run(run(2 if a.smoke else 5))
     data["smoke"] = a.smoke
     print(render(data))
+    print(attachments_cost.render_memory(data["attachments"]))
     write("redis_cost", data)
     return data
 

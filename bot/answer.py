@@ -12,6 +12,7 @@ import logging
 import re
 import time
 
+from bot.attachments import Files
 from bot.llm import Completion, LLMClient, ModelError
 from bot.messages import AnswerInfo, IncomingMessage, ReplyStream, ReplyTarget
 from bot.metrics import Metrics
@@ -62,9 +63,11 @@ class Answerer:
         max_response_tokens: int,
         token_ratio: TokenRatio | None = None,
         summarizer: Summarizer | None = None,
+        files: Files | None = None,
     ) -> None:
         self.store = store
         self.summarizer = summarizer
+        self.files = files
         self.llm = llm
         self.counter = counter
         self.prompts = prompts
@@ -87,9 +90,11 @@ class Answerer:
         )
         name = None if message.is_dm else speaker_name(message.user_name)
         user_tokens = await self.counter.amessage_tokens("user", text, name)
+        shared = await self.files.read(message) if self.files and message.attachments else None
         scopes = scopes_for(message)
         # The system prompt is not known before the load: read what could fit beside the message.
-        ceiling = history_budget(token_limit, self.max_response_tokens, 0, user_tokens)
+        new_tokens = user_tokens + (shared.tokens if shared else 0)
+        ceiling = history_budget(token_limit, self.max_response_tokens, 0, new_tokens)
         ctx = await self.store.load(conv, max(ceiling, 0), scopes)
         prompt = self.prompts.resolve(scopes, ctx.prompts)
         system = f"{prompt.text}\n\n{message.context}" if message.context else prompt.text
@@ -97,19 +102,28 @@ class Answerer:
             "system", system, await self.counter.amessage_tokens("system", system)
         )
         user_msg = StoredMessage("user", text, user_tokens, name)
+        if shared is not None and self.files is not None:
+            room = prompt_budget(token_limit, self.max_response_tokens) - system_msg.tokens
+            shared = shared.within(room - user_tokens)
+            if shared.notices:
+                await self._say(reply, "\n".join(shared.notices))
+            if not text and not shared.parts:
+                return  # nothing left to answer; the notices said why
+            parts = tuple(shared.parts)
+            user_msg = StoredMessage("user", text, user_tokens + shared.tokens, name, parts)
+        stored_before = ctx.history  # images by reference, as the store keeps them
+        loaded = await self.files.restore(conv, ctx.history) if self.files else ctx.history
         context = []
         if ctx.summary is not None:
             text_ = SUMMARY_LABEL + ctx.summary.text
             context = [StoredMessage("system", text_, ctx.summary.tokens)]
         fitted = fit_prompt(
-            system_msg, ctx.history, user_msg, token_limit, self.max_response_tokens, context
+            system_msg, loaded, user_msg, token_limit, self.max_response_tokens, context
         )
         if fitted is None and context:
             # A message too long to go with the summary still goes without it.
             context = []
-            fitted = fit_prompt(
-                system_msg, ctx.history, user_msg, token_limit, self.max_response_tokens
-            )
+            fitted = fit_prompt(system_msg, loaded, user_msg, token_limit, self.max_response_tokens)
         if fitted is None:
             room = prompt_budget(token_limit, self.max_response_tokens) - system_msg.tokens
             await reply.send(
@@ -207,6 +221,8 @@ class Answerer:
                 dropped = await self.store.commit(turn, [], usage, fold=fold)
             else:
                 reply_tokens = await self.counter.amessage_tokens("assistant", completion.text)
+                if shared is not None and self.files is not None:
+                    user_msg = await self.files.keep(conv, stored_before, user_msg, shared)
                 dropped = await self.store.commit(
                     turn,
                     [user_msg, StoredMessage("assistant", completion.text, reply_tokens)],

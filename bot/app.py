@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from bot.attachments import Files, images_supported
 from bot.commands import Commands
 from bot.feedback import Feedback
 from bot.llm import LLMClient, make_llm
@@ -66,6 +67,17 @@ def build_service(settings: Settings, *, with_model: bool = True) -> Service:
             max_tokens=settings.summary_max_tokens,
             token_limit=settings.token_limit,
         )
+    files = Files(
+        counter,
+        store,
+        max_bytes=settings.files_max_bytes,
+        images_enabled=images_supported(
+            settings.model_supports_images,
+            settings.azure_openai_model,
+            settings.azure_openai_deployment,
+        ),
+        history_ttl=settings.history_ttl_seconds,
+    )
     responder = Responder(
         store=store,
         llm=llm,
@@ -78,6 +90,7 @@ def build_service(settings: Settings, *, with_model: bool = True) -> Service:
         token_ratio=TokenRatio(settings.token_safety_margin),
         conversation_queue_max=settings.conversation_queue_max,
         summarizer=summarizer,
+        files=files,
     )
     feedback = Feedback(
         store=store,

@@ -6,7 +6,8 @@ back into the thread; the core never sees a platform SDK object (Vercel Chat SDK
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal, Protocol
 
 if TYPE_CHECKING:
@@ -21,6 +22,42 @@ def conversation_key(platform: str, workspace: str, channel: str, thread: str | 
     if thread:
         parts.append(thread)
     return ":".join(parts)
+
+
+class AttachmentError(Exception):
+    """A file the adapter could not hand over; `kind` says why, for the message users see.
+
+    `too_large`: over the limit (`size` bytes when known); `refused`: the platform or a check
+    said no (no token, a foreign host, a redirect elsewhere, a web page instead of the file);
+    `unavailable`: the file is gone, hidden or could not be reached.
+    """
+
+    def __init__(
+        self,
+        kind: Literal["too_large", "refused", "unavailable"],
+        detail: str = "",
+        size: int | None = None,
+    ) -> None:
+        super().__init__(f"{kind}: {detail}" if detail else kind)
+        self.kind = kind
+        self.detail = detail
+        self.size = size
+
+
+@dataclass(frozen=True, slots=True)
+class Attachment:
+    """A file or image shared with the message, as the platform declared it.
+
+    Nothing is downloaded until the core calls `fetch(limit)`, which the adapter supplies: it
+    returns the file's bytes (at most `limit` of them) from the platform's own file host, or
+    raises `AttachmentError`. `mimetype` and `size` are what the platform *says*; the core
+    checks the bytes against them.
+    """
+
+    name: str
+    mimetype: str
+    size: int | None
+    fetch: Callable[[int], Awaitable[bytes]] = field(compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +85,8 @@ class IncomingMessage:
     # the platform proved (the Slack assistant pane: the name of the channel they are looking
     # at). Names only, never other people's messages.
     context: str | None = None
+    # Files and images shared with the message (bot/attachments.py reads them).
+    attachments: tuple[Attachment, ...] = ()
 
     @property
     def conversation_key(self) -> str:

@@ -13,6 +13,7 @@ import uuid
 from collections import OrderedDict
 
 from bot.answer import Answerer
+from bot.attachments import Files
 from bot.commands import Commands, is_command
 from bot.llm import LLMClient
 from bot.logs import turn_context
@@ -56,6 +57,7 @@ class Responder:
         token_ratio: TokenRatio | None = None,
         conversation_queue_max: int = 50,
         summarizer: Summarizer | None = None,
+        files: Files | None = None,
     ) -> None:
         self.store = store
         self.commands = commands
@@ -70,6 +72,7 @@ class Responder:
             max_response_tokens=max_response_tokens,
             token_ratio=token_ratio,
             summarizer=summarizer,
+            files=files,
         )
         self.lock_wait = lock_wait
         self._tasks: set[asyncio.Task[None]] = set()
@@ -198,7 +201,7 @@ class Responder:
         self.metrics.lock_wait.observe(turn.waited)
         try:
             text = message.text.strip()
-            if not text:
+            if not text and not message.attachments:
                 await self.store.subscribe(conv)
                 await reply.send(EMPTY_MENTION)
             elif is_command(text):

@@ -157,6 +157,11 @@ class Settings(BaseSettings):
     # --- feedback and the Slack assistant pane (issue 17)
     feedback: bool = Field(True, validation_alias=_alias("FEEDBACK"))
     slack_suggested_prompts: str = Field("", validation_alias=_alias("SLACK_SUGGESTED_PROMPTS"))
+    # --- files and images (README "Files and images")
+    files_max_bytes: int = Field(20_000_000, gt=0, validation_alias=_alias("FILES_MAX_BYTES"))
+    model_supports_images: Literal["auto", "true", "false"] = Field(
+        "auto", validation_alias=_alias("MODEL_SUPPORTS_IMAGES")
+    )
 
     # --- server and logs
     host: str = Field("0.0.0.0", validation_alias=_alias("HOST"))
@@ -173,6 +178,7 @@ class Settings(BaseSettings):
         "log_format",
         "llm_cap_field",
         "redis_auth",
+        "model_supports_images",
         mode="before",
     )
     @classmethod
@@ -181,7 +187,12 @@ class Settings(BaseSettings):
             return value
         if info.field_name == "log_level":
             return value.strip().upper()
-        if info.field_name in ("log_format", "llm_cap_field", "redis_auth"):
+        if info.field_name in (
+            "log_format",
+            "llm_cap_field",
+            "redis_auth",
+            "model_supports_images",
+        ):
             return value.strip().lower()
         wanted = {v.lower(): v for v in ("MultiTenant", "SingleTenant", "UserAssignedMSI")}
         return wanted.get(value.strip().lower(), value)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from bot.tokens import TOKENS_PER_MESSAGE
 
@@ -25,15 +26,23 @@ PROMPT_MAX_TOKENS_CAP = 2000
 
 @dataclass(frozen=True, slots=True)
 class StoredMessage:
-    """One history message as stored: the model-facing fields plus its cookbook token count."""
+    """One history message as stored: the model-facing fields plus its cookbook token count.
+
+    `parts` are the message's files and images as OpenAI content parts (bot/attachments.py);
+    `tokens` counts them too, so a message and its attachments are fitted and dropped as one.
+    """
 
     role: str
     content: str
     tokens: int
     name: str | None = None
+    parts: tuple[dict[str, Any], ...] = ()
 
-    def to_openai(self) -> dict[str, str]:
-        msg = {"role": self.role, "content": self.content}
+    def to_openai(self) -> dict[str, Any]:
+        msg: dict[str, Any] = {"role": self.role, "content": self.content}
+        if self.parts:
+            text = [{"type": "text", "text": self.content}] if self.content else []
+            msg["content"] = [*text, *self.parts]
         if self.name:
             msg["name"] = self.name
         return msg

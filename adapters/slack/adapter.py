@@ -37,6 +37,7 @@ from adapters.slack import assistant, home, listeners, slash
 from adapters.slack import feedback as slack_feedback
 from adapters.slack.api import DEFAULT_API_URL, configure_client, error_code, log_failure
 from adapters.slack.assistant import Pane
+from adapters.slack.files import SlackFiles
 from adapters.slack.ingress import Admitted, admit, bolt_request
 from adapters.slack.intake import Intake, provide
 from adapters.slack.reply import SlackReplies
@@ -127,6 +128,7 @@ class SlackAdapter:
             feedback=feedback,
             pane=Pane(self.client, cache, suggestions or SuggestedPrompts(cache), history_ttl),
             commands=commands,
+            files=SlackFiles(self.client, bot_token=bot_token, api_url=api_url or DEFAULT_API_URL),
         )
 
         provide(self.app, self.intake)

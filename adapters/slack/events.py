@@ -117,8 +117,8 @@ def route(
         return _ignored("no_mention")
     if not thread_followups:
         return _ignored("followups_off")
-    if not text.strip():
-        return _ignored("empty")  # e.g. a file dropped in the thread without a word
+    if not text.strip() and not event.get("files"):
+        return _ignored("empty")  # an empty reply: nothing said, nothing shared
     # A reply in some thread without a mention: the core answers only if the bot is already
     # part of that thread (its "active thread" marker).
     return Route(kind="message", mentions_bot=False, thread=thread_ts)

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from slack_bolt.async_app import AsyncApp, AsyncBoltContext
 
+from adapters.slack.files import SlackFiles
 from adapters.slack.reply import SlackReplies
 from adapters.slack.users import UserNames
 from bot.messages import MessageHandler
@@ -37,6 +38,7 @@ class Intake:
     feedback: Feedback | None = None  # records clicks on the feedback buttons (feedback.py)
     pane: Pane | None = None  # the assistant pane's parts (assistant.py)
     commands: Commands | None = None  # what the App Home tab shows admins (home.py)
+    files: SlackFiles | None = None  # the `files` of an event, as attachments
     # Acknowledged but not yet handed to the core (a name lookup in progress): stop() waits.
     pending: set[asyncio.Task[Any]] = field(default_factory=set)
     # Per conversation: the newest event not yet handed to the core (arrival order).

@@ -19,7 +19,7 @@ from adapters.slack import assistant
 from adapters.slack.events import Route, mentioned_users, readable_text, route
 from adapters.slack.intake import Intake, installation_workspace
 from adapters.slack.reply import SlackReplyTarget
-from bot.messages import IncomingMessage, conversation_key
+from bot.messages import Attachment, IncomingMessage, conversation_key
 
 log = logging.getLogger("threadwise.slack")
 
@@ -88,9 +88,12 @@ async def _handle_message_event(
         )
         if decision.is_dm:  # only a DM thread can be a pane thread
             note = await assistant.pane_note(intake, team, event["channel"], decision.thread)
+        attachments = await intake.files.attachments(event) if intake.files else ()
         if before is not None:
             await before
-        text = _submit(intake, body, event, decision, team, raw_text, names, bot_user_id, note)
+        text = _submit(
+            intake, body, event, decision, team, raw_text, names, bot_user_id, note, attachments
+        )
     finally:
         mine.set_result(None)
         if intake.arrivals.get(key) is mine:
@@ -109,6 +112,7 @@ def _submit(
     names: dict[str, str],
     bot_user_id: str | None,
     note: str | None = None,
+    attachments: tuple[Attachment, ...] = (),
 ) -> str:
     user = event["user"]
     message = IncomingMessage(
@@ -124,6 +128,7 @@ def _submit(
         mentions_bot=decision.mentions_bot,
         event_id=body.get("event_id"),
         context=note or None,
+        attachments=attachments,
     )
     reply = SlackReplyTarget(
         intake.replies,

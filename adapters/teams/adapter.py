@@ -18,11 +18,12 @@ import logging
 
 from aiohttp import web
 from microsoft_agents.activity import Activity
-from microsoft_agents.hosting.core import RestChannelServiceClientFactory
+from microsoft_agents.hosting.core import AuthenticationConstants, RestChannelServiceClientFactory
 from pydantic import ValidationError
 
 from adapters.teams import feedback as teams_feedback
 from adapters.teams import trust
+from adapters.teams.attachments import TeamsFiles
 from adapters.teams.auth import (
     RequestAuthenticator,
     Unauthorized,
@@ -120,7 +121,9 @@ class TeamsAdapter:
             self.authenticator = RequestAuthenticator(config, allowed_callers)
             if allow_anonymous:
                 log.warning("TEAMS_ALLOW_ANONYMOUS is ignored: MICROSOFT_APP_ID is set")
-        factory = RestChannelServiceClientFactory(connection_manager(config))
+        self._connections = connection_manager(config)
+        factory = RestChannelServiceClientFactory(self._connections)
+        self.files = TeamsFiles(self._bot_token, anonymous=self.anonymous)
         self.outbound = Outbound(
             factory, app_id=self.app_id, anonymous=self.anonymous, metrics=metrics
         )
@@ -194,6 +197,18 @@ class TeamsAdapter:
             return await teams_feedback.on_invoke(activity, self.feedback, anonymous=self.anonymous)
         return web.Response(status=200)
 
+    async def _bot_token(self) -> str | None:
+        """The bot's Bot Framework token (as for replies), for pasted images on the service host."""
+        if self.anonymous:
+            return None
+        scope = AuthenticationConstants.AGENTS_SDK_SCOPE
+        try:
+            provider = self._connections.get_default_connection()
+            return await provider.get_access_token(scope, [scope + "/.default"])
+        except Exception as exc:
+            log.warning("no bot token for an attachment: %s", type(exc).__name__)
+            return None
+
     def _unauthorized(self, request: web.Request, reason: str) -> web.Response:
         self.metrics.errors.labels("teams_auth").inc()
         log.warning("Teams request rejected (401): %s", reason)
@@ -227,6 +242,9 @@ class TeamsAdapter:
             # Nothing vouches for `from` in anonymous mode: a user id with a colon matches no
             # BOT_ADMINS entry (an entry's user part never holds one), so no one is an admin.
             message = dataclasses.replace(message, user_id=f"anonymous:{message.user_id}")
+        attachments = self.files.attachments(activity)
+        if attachments:
+            message = dataclasses.replace(message, attachments=attachments)
         streaming = message.is_dm and str(activity.channel_id or "") == "msteams"
         self.handler.submit(message, self._target(activity, streaming=streaming))
 

@@ -2,7 +2,9 @@
 
 A stored message is `tokens\\trole\\tname\\tcontent`: the token count comes first so the Lua
 scripts can trim and fit by a prefix match without decoding anything, and the content is last
-so it may hold tabs and newlines.
+so it may hold tabs and newlines. A message with attachments marks its name field with a
+trailing `*` (never part of a speaker name, which is `[A-Za-z0-9_-]`) and its content is then
+JSON `{"text": …, "parts": […]}`: the prefix the scripts match is unchanged.
 """
 
 from __future__ import annotations
@@ -13,8 +15,13 @@ from dataclasses import dataclass, field
 
 from bot.trimming import StoredMessage
 
+_PARTS = "*"
+
 
 def encode_message(msg: StoredMessage) -> str:
+    if msg.parts:
+        body = json.dumps({"text": msg.content, "parts": list(msg.parts)}, ensure_ascii=False)
+        return f"{msg.tokens}\t{msg.role}\t{msg.name or ''}{_PARTS}\t{body}"
     return f"{msg.tokens}\t{msg.role}\t{msg.name or ''}\t{msg.content}"
 
 
@@ -22,6 +29,15 @@ def decode_message(raw: str | bytes) -> StoredMessage:
     if isinstance(raw, bytes):
         raw = raw.decode("utf-8")
     tokens, role, name, content = raw.split("\t", 3)
+    if name.endswith(_PARTS):
+        body = json.loads(content)
+        return StoredMessage(
+            role=role,
+            content=body["text"],
+            tokens=int(tokens),
+            name=name[: -len(_PARTS)] or None,
+            parts=tuple(body["parts"]),
+        )
     return StoredMessage(role=role, content=content, tokens=int(tokens), name=name or None)
 
 

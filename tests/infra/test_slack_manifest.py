@@ -32,6 +32,7 @@ METHOD_SCOPES = {
     "assistant.threads.setTitle": "assistant:write",
     "conversations.info": "channels:read",
     "views.publish": None,
+    "files.info": "files:read",  # and downloading url_private_download (adapters/slack/files.py)
 }
 # Every event the adapter listens to, and the scope it needs.
 EVENT_SCOPES = {

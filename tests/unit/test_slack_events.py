@@ -26,6 +26,8 @@ ANSWERED = {
     "dm_top_level": ("dm", None, True, True),
     "dm_in_thread": ("dm", "1700000500.000500", True, True),
     "dm_with_mention": ("dm", None, True, True),
+    # A file shared in the bot's thread without a word: the file is the message.
+    "file_in_thread_without_text": ("message", ROOT, False, False),
 }
 
 IGNORED = {
@@ -47,7 +49,6 @@ IGNORED = {
     "huddle_thread": "subtype:huddle_thread",
     "no_user": "no_user",
     "no_channel": "malformed",
-    "file_in_thread_without_text": "empty",
 }
 
 
@@ -85,6 +86,12 @@ def test_message_edit_is_ignored_even_if_the_bot_is_mentioned_in_the_new_text():
     event = dict(EVENTS["message_changed"])
     event.pop("hidden")
     assert decide_event(event).reason == "subtype:message_changed"
+
+
+def test_an_empty_thread_reply_without_files_is_ignored():
+    event = dict(EVENTS["file_in_thread_without_text"])
+    event.pop("files")
+    assert decide_event(event).reason == "empty"
 
 
 def decide_event(event):

@@ -42,6 +42,7 @@ from aiohttp import web
 from microsoft_agents.hosting.core import OutboundHostValidator
 from yarl import URL
 
+from tests.support.fakes.fake_teams_files import FakeTeamsFiles
 from tests.support.fakes.jwks import LocalIssuer
 
 
@@ -132,6 +133,7 @@ class FakeConnector:
         self.changed = asyncio.Event()
         self._issuer: LocalIssuer | None = None
         self._tokens: dict[tuple[str, str | None], str] = {}
+        self.files = FakeTeamsFiles(self)  # pasted images and pre-signed file downloads
 
     # -- tokens
 
@@ -173,6 +175,7 @@ class FakeConnector:
         self.rejected.clear()
         self.failures.clear()
         self._streams.clear()
+        self.files.reset()
 
     def messages(self, conversation_id: str | None = None) -> list[Recorded]:
         return [
@@ -217,6 +220,7 @@ class FakeConnector:
         app.router.add_get("/_fake/activities", self._list)
         app.router.add_post("/_fake/fail", self._fail)
         app.router.add_post("/_fake/reset", self._reset)
+        self.files.mount(app)
         return app
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:

@@ -51,6 +51,8 @@ from urllib.parse import parse_qsl, urlencode
 
 from aiohttp import web
 
+from tests.support.fakes.fake_slack_files import FakeSlackFiles
+
 DEFAULT_TOKEN = "xoxb-fake-bot-token"
 DEFAULT_APP_TOKEN = "xapp-fake-app-token"
 DEFAULT_SIGNING_SECRET = "fake-signing-secret"
@@ -162,6 +164,7 @@ class FakeSlack:
         self._ts = itertools.count(1)
         self._changed = asyncio.Event() if _has_loop() else None
         self._runner: web.AppRunner | None = None
+        self.files = FakeSlackFiles(self)  # url_private_download and files.info
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -170,6 +173,7 @@ class FakeSlack:
         app = web.Application(client_max_size=8 * 1024 * 1024)
         app.router.add_route("*", "/api/{method}", self._api)
         app.router.add_post("/_response/{rid}", self._response_url)
+        self.files.mount(app)
         app.router.add_get("/_fake/calls", self._ctl_calls)
         app.router.add_get("/_fake/messages", self._ctl_messages)
         app.router.add_get("/_fake/responses", self._ctl_responses)
@@ -243,6 +247,7 @@ class FakeSlack:
     def reset(self) -> None:
         self.state = FakeSlackState()
         self._failures.clear()
+        self.files.reset()
 
     def _take_failure(self, method: str) -> _Failure | None:
         queue = self._failures.get(method)
@@ -439,6 +444,9 @@ class FakeSlack:
         if self.enterprise_id is not None:  # only Grid orgs have one
             answer["enterprise_id"] = self.enterprise_id
         return answer
+
+    def _m_files_info(self, params: dict[str, Any]) -> dict[str, Any]:
+        return self.files.info(params)
 
     def _m_users_info(self, params: dict[str, Any]) -> dict[str, Any]:
         uid = params.get("user", "")
