@@ -8,7 +8,6 @@ never makes a valid configuration fail: unset, PROMPT_MAX_TOKENS follows the tok
 from __future__ import annotations
 
 from typing import Literal
-from urllib.parse import urlsplit
 
 from pydantic import (
     AliasChoices,
@@ -20,6 +19,7 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from bot.setting_values import admin_entries_problem, azure_resource_url, redis_url_problem
 from bot.trimming import (
     PROMPT_MAX_TOKENS_CAP,
     default_prompt_max_tokens,
@@ -30,26 +30,6 @@ from bot.trimming import (
 
 class SettingsError(Exception):
     """A setting is missing or invalid; `str()` is the one line to show the operator."""
-
-
-def azure_resource_url(value: str) -> str:
-    """AZURE_OPENAI_ENDPOINT as the resource URL, from any of the forms the portal shows.
-
-    `https://<resource>.openai.azure.com` is what the v1 base URL is built from; the same with
-    `/openai/v1/`, or the portal's "Target URI" (`/openai/deployments/<name>/chat/completions
-    ?api-version=…`), is reduced to it. Any other path is refused with the form to use.
-    """
-    parts = urlsplit(value.strip())
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise ValueError("needs an http(s):// URL, https://<resource>.openai.azure.com")
-    path = parts.path.rstrip("/")
-    resource = f"{parts.scheme}://{parts.netloc}"
-    if path in ("", "/openai", "/openai/v1") or path.startswith("/openai/deployments/"):
-        return resource
-    raise ValueError(
-        f"give the resource URL without a path, {resource} (the v1 path is added); for "
-        "another OpenAI-compatible server set OPENAI_BASE_URL to its /v1/ URL instead"
-    )
 
 
 def _alias(*names: str) -> AliasChoices:
@@ -231,30 +211,18 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _redis_entra(self) -> Settings:
         """With REDIS_AUTH=entra the token is the password: one in REDIS_URL would be ignored."""
-        if self.redis_auth == "entra" and self.redis_url is not None:
-            from urllib.parse import urlsplit
-
-            parts = urlsplit(self.redis_url.get_secret_value())
-            if parts.password or parts.username:
-                raise ValueError(
-                    "REDIS_URL: with REDIS_AUTH=entra leave the user and password out of the URL "
-                    "(the managed identity's Entra token is the password)"
-                )
+        if self.redis_url is not None:
+            problem = redis_url_problem(self.redis_url.get_secret_value(), self.redis_auth)
+            if problem:
+                raise ValueError(problem)
         return self
 
     @field_validator("bot_admins")
     @classmethod
     def _admins(cls, value: str) -> str:
-        for entry in filter(None, (e.strip() for e in value.split(","))):
-            # platform:user or platform:workspace:user (ids hold no colon; bot/commands/access.py)
-            platform, *ids = entry.split(":")
-            if platform not in ("slack", "teams", "console") or not 1 <= len(ids) <= 2:
-                ids = []
-            if not ids or not all(ids):
-                raise ValueError(
-                    "entries look like slack:<user id>, teams:<AAD id>, slack:<team id>:<user id>"
-                    f" or teams:<tenant id>:<AAD id>: {entry!r}"
-                )
+        problem = admin_entries_problem(value)
+        if problem:
+            raise ValueError(problem)
         return value
 
     @model_validator(mode="after")
