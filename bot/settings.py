@@ -78,6 +78,27 @@ class Settings(BaseSettings):
     redis_key_prefix: str = Field("threadwise:", validation_alias=_alias("REDIS_KEY_PREFIX"))
     history_ttl_seconds: int = Field(604800, gt=0, validation_alias=_alias("HISTORY_TTL_SECONDS"))
 
+    # --- budgets, rate limits, redaction and retention (issue 18)
+    usage_retention_days: int = Field(
+        35, ge=1, le=3660, validation_alias=_alias("USAGE_RETENTION_DAYS")
+    )
+    audit_retention_days: int = Field(
+        365, ge=0, le=36600, validation_alias=_alias("AUDIT_RETENTION_DAYS")
+    )
+    quota_user_daily_tokens: int = Field(
+        0, ge=0, validation_alias=_alias("QUOTA_USER_DAILY_TOKENS")
+    )
+    quota_channel_daily_tokens: int = Field(
+        0, ge=0, validation_alias=_alias("QUOTA_CHANNEL_DAILY_TOKENS")
+    )
+    quota_workspace_daily_tokens: int = Field(
+        0, ge=0, validation_alias=_alias("QUOTA_WORKSPACE_DAILY_TOKENS")
+    )
+    rate_limit_user_per_minute: int = Field(
+        0, ge=0, validation_alias=_alias("RATE_LIMIT_USER_PER_MINUTE")
+    )
+    redact_pii: bool = Field(False, validation_alias=_alias("REDACT_PII"))
+
     # --- Slack
     slack_bot_token: SecretStr | None = Field(None, validation_alias=_alias("SLACK_BOT_TOKEN"))
     slack_signing_secret: SecretStr | None = Field(

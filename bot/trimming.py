@@ -31,6 +31,9 @@ class StoredMessage:
     content: str
     tokens: int
     name: str | None = None
+    # Whose turn this message belongs to (`<platform>:<workspace>:<user id>`, the asker for an
+    # assistant reply too), so a data-subject request can find and erase it; never sent.
+    user: str | None = None
 
     def to_openai(self) -> dict[str, str]:
         msg = {"role": self.role, "content": self.content}

@@ -15,6 +15,7 @@ from bot.store.base import CacheStore, PromptStore, Store, TurnStore, UsageStore
 from bot.store.codec import (
     AuditRecord,
     Context,
+    TurnRecord,
     Usage,
     UsageTotals,
     decode_message,
@@ -23,19 +24,25 @@ from bot.store.codec import (
 from bot.store.errors import NotSubscribed, StoreUnavailable
 from bot.store.locks import Turn
 from bot.store.memory import MemoryStore
+from bot.store.meters import MeterReading, MeterRequest
 from bot.store.redis import RedisStore
+from bot.store.rights_base import Retention
 
 __all__ = [
     "AuditRecord",
     "CacheStore",
     "Context",
     "MemoryStore",
+    "MeterReading",
+    "MeterRequest",
     "NotSubscribed",
     "PromptStore",
     "RedisStore",
+    "Retention",
     "Store",
     "StoreUnavailable",
     "Turn",
+    "TurnRecord",
     "TurnStore",
     "Usage",
     "UsageStore",
@@ -51,6 +58,7 @@ def make_store(settings) -> Store:
     common = {
         "history_budget": settings.history_budget,
         "history_ttl": settings.history_ttl_seconds,
+        "retention": Retention(settings.usage_retention_days, settings.audit_retention_days),
     }
     if settings.redis_url is not None:
         return RedisStore(

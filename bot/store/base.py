@@ -9,8 +9,10 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 
-from bot.store.codec import AuditRecord, Context, Usage, UsageTotals
+from bot.store.codec import AuditRecord, Context, TurnRecord, Usage, UsageTotals
 from bot.store.locks import Turn
+from bot.store.meters import MeterRequest
+from bot.store.rights_base import DataStore, QuotaStore, Retention
 from bot.trimming import StoredMessage
 
 ONCE_TTL_SECONDS = 24 * 3600
@@ -46,17 +48,35 @@ class TurnStore(ABC):
         """Give the lock up (idempotent)."""
 
     @abstractmethod
-    async def load(self, conversation: str, budget: int, prompt_scopes: Sequence[str]) -> Context:
-        """The newest history within `budget` tokens and the prompt of each scope."""
+    async def load(
+        self,
+        conversation: str,
+        budget: int,
+        prompt_scopes: Sequence[str],
+        meter: MeterRequest | None = None,
+        *,
+        redactions: bool = False,
+    ) -> Context:
+        """The newest history within `budget` tokens and the prompt of each scope.
+
+        With `meter`, also today's usage against the budgets and a slot of the user's rate
+        limit (taken only when admitted); with `redactions`, the conversation's placeholders.
+        """
 
     @abstractmethod
     async def commit(
-        self, turn: Turn, messages: Sequence[StoredMessage], usage: Usage | None
+        self,
+        turn: Turn,
+        messages: Sequence[StoredMessage],
+        usage: Usage | None,
+        record: TurnRecord | None = None,
     ) -> int:
         """Append a turn, trim to `history_budget` atomically, record usage, release the lock.
 
         A committed turn also keeps the conversation subscribed for another `history_ttl`.
-        Returns how many old messages trimming dropped.
+        `record` indexes the conversation under its user and keeps new redaction
+        placeholders, both expiring with the history. Returns how many old messages trimming
+        dropped.
         """
 
     @abstractmethod
@@ -110,13 +130,21 @@ class CacheStore(ABC):
         """Set only if absent; True when this call set it (once-per-conversation notices)."""
 
 
-class Store(TurnStore, PromptStore, UsageStore, CacheStore):
+class Store(TurnStore, PromptStore, UsageStore, CacheStore, QuotaStore, DataStore):
     """The one interface for state. `history_budget` is the most history worth keeping."""
 
-    def __init__(self, *, history_budget: int, history_ttl: int, lock_lease: float = 30.0):
+    def __init__(
+        self,
+        *,
+        history_budget: int,
+        history_ttl: int,
+        lock_lease: float = 30.0,
+        retention: Retention | None = None,
+    ):
         self.history_budget = history_budget
         self.history_ttl = history_ttl
         self.lock_lease = lock_lease
+        self.retention = retention or Retention()
 
     @abstractmethod
     async def ping(self) -> None:

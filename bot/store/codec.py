@@ -2,7 +2,9 @@
 
 A stored message is `tokens\\trole\\tname\\tcontent`: the token count comes first so the Lua
 scripts can trim and fit by a prefix match without decoding anything, and the content is last
-so it may hold tabs and newlines.
+so it may hold tabs and newlines. The name field may carry the turn's user after a `\\x1e`
+(`name\\x1euser`), so a user's messages can be erased; items written before that have no
+`\\x1e` and decode with `user` None.
 """
 
 from __future__ import annotations
@@ -11,18 +13,28 @@ import json
 import time
 from dataclasses import dataclass, field
 
+from bot.store.meters import MeterReading
 from bot.trimming import StoredMessage
+
+USER_MARK = "\x1e"
+_FIELD_UNSAFE = str.maketrans({"\t": " ", "\n": " ", "\r": " ", USER_MARK: " "})
 
 
 def encode_message(msg: StoredMessage) -> str:
-    return f"{msg.tokens}\t{msg.role}\t{msg.name or ''}\t{msg.content}"
+    name = msg.name or ""
+    if msg.user:
+        name += USER_MARK + msg.user.translate(_FIELD_UNSAFE)
+    return f"{msg.tokens}\t{msg.role}\t{name}\t{msg.content}"
 
 
 def decode_message(raw: str | bytes) -> StoredMessage:
     if isinstance(raw, bytes):
         raw = raw.decode("utf-8")
     tokens, role, name, content = raw.split("\t", 3)
-    return StoredMessage(role=role, content=content, tokens=int(tokens), name=name or None)
+    name, _, user = name.partition(USER_MARK)
+    return StoredMessage(
+        role=role, content=content, tokens=int(tokens), name=name or None, user=user or None
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,8 +102,21 @@ class AuditRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class TurnRecord:
+    """What a commit keeps beside the messages: the user whose conversation index it joins,
+    and the redaction placeholders first used in this turn (hash of value → placeholder)."""
+
+    user: str | None = None
+    redactions: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
 class Context:
-    """What a turn needs from the store: fitted history and the prompts of each scope."""
+    """What a turn needs from the store: fitted history and the prompts of each scope, and,
+    when asked for, the budget and rate reading and the conversation's redaction placeholders
+    (read in the same round trip)."""
 
     history: list[StoredMessage]
     prompts: dict[str, str | None]
+    meter: MeterReading | None = None
+    redactions: dict[str, str] = field(default_factory=dict)

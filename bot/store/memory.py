@@ -7,10 +7,11 @@ import uuid
 from collections import OrderedDict
 from collections.abc import Hashable, Sequence
 
-from bot.store.base import AUDIT_KEEP, ONCE_TTL_SECONDS, Store
+from bot.store.base import ONCE_TTL_SECONDS, Store
 from bot.store.codec import AuditRecord, Context, Usage, UsageTotals
 from bot.store.errors import NotSubscribed
 from bot.store.locks import FifoLocks, Turn
+from bot.store.rights_memory import MemoryRights
 from bot.trimming import StoredMessage, fit_newest
 
 
@@ -40,12 +41,17 @@ class _Expiring:
         self._d.pop(key, None)
 
 
-class MemoryStore(Store):
+class MemoryStore(MemoryRights, Store):
     """One process holds every lock, so a held turn needs no lease and no renewal."""
 
-    def __init__(self, *, history_budget: int, history_ttl: int, lock_lease: float = 30.0):
+    def __init__(
+        self, *, history_budget: int, history_ttl: int, lock_lease: float = 30.0, retention=None
+    ):
         super().__init__(
-            history_budget=history_budget, history_ttl=history_ttl, lock_lease=lock_lease
+            history_budget=history_budget,
+            history_ttl=history_ttl,
+            lock_lease=lock_lease,
+            retention=retention,
         )
         self._hist = _Expiring()
         self._once = _Expiring()
@@ -94,15 +100,17 @@ class MemoryStore(Store):
         del self._holders[turn.conversation]
         self._fifo.release(turn.conversation)
 
-    async def load(self, conversation: str, budget: int, prompt_scopes: Sequence[str]) -> Context:
+    async def load(self, conversation, budget, prompt_scopes, meter=None, *, redactions=False):
         stored = self._hist.get(conversation) or []
         return Context(
             fit_newest(stored, budget),  # type: ignore[arg-type]
             {s: self._prompts.get(s) for s in prompt_scopes},
+            self.meter_read(meter) if meter is not None else None,
+            self.placeholders(conversation) if redactions else {},
         )
 
     async def commit(
-        self, turn: Turn, messages: Sequence[StoredMessage], usage: Usage | None
+        self, turn: Turn, messages: Sequence[StoredMessage], usage: Usage | None, record=None
     ) -> int:
         conv = turn.conversation
         stored: list[StoredMessage] = list(self._hist.get(conv) or [])  # type: ignore[arg-type]
@@ -110,9 +118,11 @@ class MemoryStore(Store):
         kept = fit_newest(stored, self.history_budget)
         self._hist.set(conv, kept, self.history_ttl)
         self._subscribed.set(conv, True, self.history_ttl)
+        if messages:
+            self.keep_record(conv, record)
         if usage is not None:
-            if usage.day not in self._usage and len(self._usage) >= 35:
-                del self._usage[min(self._usage)]  # kept 35 days, as in Redis
+            if usage.day not in self._usage and len(self._usage) >= self.retention.usage_days:
+                del self._usage[min(self._usage)]  # kept USAGE_RETENTION_DAYS, as in Redis
             day = self._usage.setdefault(usage.day, {})
             for f, v in usage.fields().items():
                 day[f] = day.get(f, 0) + v
@@ -121,6 +131,7 @@ class MemoryStore(Store):
 
     async def clear(self, conversation: str) -> None:
         self._hist.pop(conversation)
+        self._rights()["redactions"].pop(conversation, None)
 
     async def subscribe(self, conversation: str) -> None:
         self._subscribed.set(conversation, True, self.history_ttl)
@@ -147,7 +158,7 @@ class MemoryStore(Store):
         )
         audit = self._audit.setdefault(record.scope, [])
         audit.insert(0, stored)
-        del audit[AUDIT_KEEP:]
+        self._prune(audit)
         return old
 
     async def prompt_history(self, scope: str, limit: int = 10) -> list[AuditRecord]:

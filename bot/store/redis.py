@@ -15,11 +15,12 @@ import uuid
 from collections.abc import Sequence
 from importlib import resources
 
-from bot.store.base import AUDIT_KEEP, ONCE_TTL_SECONDS, USAGE_TTL_SECONDS, Store
+from bot.store.base import ONCE_TTL_SECONDS, Store
 from bot.store.codec import AuditRecord, Context, Usage, UsageTotals, decode_message, encode_message
 from bot.store.errors import NotSubscribed, StoreUnavailable
 from bot.store.keys import Keys
 from bot.store.locks import FifoLocks, Turn, start_renewal, stop_renewal
+from bot.store.rights_redis import RIGHTS_SCRIPTS, RedisRights, commit_ops, load_ops, read_load
 from bot.trimming import StoredMessage
 
 # Each script and the files it is made of: begin and try share the lock function.
@@ -31,6 +32,7 @@ SCRIPTS: dict[str, tuple[str, ...]] = {
     "load": ("load",),
     "append": ("append",),
     "prompt": ("prompt",),
+    **RIGHTS_SCRIPTS,
 }
 
 
@@ -40,7 +42,7 @@ def load_script(name: str) -> str:
     return "".join(folder.joinpath(f"{part}.lua").read_text("utf-8") for part in SCRIPTS[name])
 
 
-class RedisStore(Store):
+class RedisStore(RedisRights, Store):
     def __init__(
         self,
         url: str,
@@ -50,10 +52,12 @@ class RedisStore(Store):
         history_ttl: int,
         lock_lease: float = 30.0,
         socket_timeout: float = 5.0,
+        retention=None,
     ) -> None:
         super().__init__(
             history_budget=history_budget, history_ttl=history_ttl, lock_lease=lock_lease
         )
+        self.retention = retention or self.retention
         import redis.asyncio as redis
 
         self._redis_errors: tuple[type[BaseException], ...] = (
@@ -84,6 +88,7 @@ class RedisStore(Store):
         self._load = script["load"]
         self._append = script["append"]
         self._prompt = script["prompt"]
+        self.rights_script = {name: script[name] for name in RIGHTS_SCRIPTS}
 
     @contextlib.asynccontextmanager
     async def _guard(self):
@@ -231,27 +236,29 @@ class RedisStore(Store):
                 raise StoreUnavailable(f"Redis: {type(r).__name__}: {r}") from r
         return res
 
-    async def load(self, conversation: str, budget: int, prompt_scopes: Sequence[str]) -> Context:
+    async def load(self, conversation, budget, prompt_scopes, meter=None, *, redactions=False):
         history_key = self.keys.conversation(conversation, "h")
         ops: list[tuple] = [("script", self._load, [history_key], [max(budget, 0)])]
         if prompt_scopes:
             ops.append(("mget", [self.keys.prompt(s) for s in prompt_scopes]))
+        n = len(ops)  # then budgets, rate and placeholders: the same round trip
+        ops += load_ops(self, conversation, meter, redactions)
         res = await self._again(lambda: self._pipeline(ops))
         history = [decode_message(x) for x in res[0]]
         prompts = dict(zip(prompt_scopes, res[1], strict=True)) if prompt_scopes else {}
-        return Context(history, prompts)
+        return Context(history, prompts, *read_load(meter, redactions, res[n:]))
 
     async def commit(
-        self, turn: Turn, messages: Sequence[StoredMessage], usage: Usage | None
+        self, turn: Turn, messages: Sequence[StoredMessage], usage: Usage | None, record=None
     ) -> int:
         stop_renewal(turn)
         try:
-            return await self._commit(turn, messages, usage)
+            return await self._commit(turn, messages, usage, record)
         finally:
             self._drop_local(turn)
 
     async def _commit(
-        self, turn: Turn, messages: Sequence[StoredMessage], usage: Usage | None
+        self, turn: Turn, messages: Sequence[StoredMessage], usage: Usage | None, record=None
     ) -> int:
         conv, k = turn.conversation, self.keys
         ops: list[tuple] = [
@@ -266,7 +273,9 @@ class RedisStore(Store):
         if usage is not None:
             key = k.usage(usage.day)
             ops += [("hincrby", key, f, v) for f, v in usage.fields().items()]
-            ops.append(("expire", key, USAGE_TTL_SECONDS))
+            ops.append(("expire", key, self.retention.usage_seconds))
+        if messages:
+            ops += commit_ops(k, conv, record, self.history_ttl)
         ops.append(
             (
                 "script",
@@ -281,9 +290,7 @@ class RedisStore(Store):
     async def clear(self, conversation: str) -> None:
         k = self.keys
         async with self._guard():
-            await self.r.delete(
-                k.conversation(conversation, "h"), k.conversation(conversation, "t")
-            )
+            await self.r.delete(*(k.conversation(conversation, p) for p in "htr"))
 
     async def subscribe(self, conversation: str) -> None:
         async with self._guard():
@@ -308,11 +315,11 @@ class RedisStore(Store):
         return dict(zip(scopes, vals, strict=True))
 
     async def change_prompt(self, record: AuditRecord) -> str | None:
-        action = "reset" if record.new is None else "set"
+        action, k = ("reset" if record.new is None else "set"), self.keys
         async with self._guard():
             return await self._prompt(
-                keys=[self.keys.prompt(record.scope), self.keys.audit(record.scope)],
-                args=[record.new or "", record.to_json(), action, AUDIT_KEEP],
+                keys=[k.prompt(record.scope), k.audit(record.scope), k.audited()],
+                args=[record.new or "", record.to_json(), action, *self.audit_args()],
             )
 
     async def prompt_history(self, scope: str, limit: int = 10) -> list[AuditRecord]:
