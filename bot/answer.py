@@ -17,6 +17,8 @@ from bot.llm import Completion, LLMClient, ModelError
 from bot.messages import IncomingMessage, ReplyStream, ReplyTarget
 from bot.metrics import Metrics
 from bot.prompts import Prompts, channel_scope, scopes_for, workspace_scope
+from bot.quota import Quotas, user_id
+from bot.redact_map import Placeholders
 from bot.replies import (
     APOLOGY_MODEL,
     APOLOGY_TIMEOUT,
@@ -25,7 +27,7 @@ from bot.replies import (
     FILTERED_REPLY,
     INTERRUPTED,
 )
-from bot.store import Store, StoreUnavailable, Turn, Usage
+from bot.store import Store, StoreUnavailable, Turn, TurnRecord, Usage
 from bot.tokens import TokenCounter
 from bot.trimming import StoredMessage, fit_newest, fit_prompt, history_budget, prompt_budget
 
@@ -52,8 +54,12 @@ class Answerer:
         token_limit: int,
         max_response_tokens: int,
         model_max_concurrency: int = 256,
+        quotas: Quotas | None = None,
+        redact: bool = False,
     ) -> None:
         self.store = store
+        self.quotas = quotas  # budgets and rate limit (bot/quota.py); None: not metered
+        self.redact = redact  # REDACT_PII (bot/redact.py): before the model and the store
         self.llm = llm
         self.counter = counter
         self.prompts = prompts
@@ -75,12 +81,23 @@ class Answerer:
         scopes = scopes_for(message)
         # The system prompt is not known before the load: read what could fit beside the message.
         ceiling = history_budget(self.token_limit, self.max_response_tokens, 0, user_tokens)
-        ctx = await self.store.load(conv, max(ceiling, 0), scopes)
+        meter = self.quotas.request(message) if self.quotas is not None else None
+        ctx = await self.store.load(conv, max(ceiling, 0), scopes, meter, redactions=self.redact)
+        if self.quotas is not None and ctx.meter is not None:
+            if refusal := self.quotas.refusal(ctx.meter):
+                self.metrics.errors.labels("quota").inc()
+                log.info("over budget or rate limit; model not called")
+                await reply.send(refusal)  # nothing is stored for this message
+                return
+        placeholders = Placeholders(conv, ctx.redactions) if self.redact else None
+        if placeholders is not None:
+            text = (await placeholders.aredact(text)).text
+            user_tokens = await self.counter.amessage_tokens("user", text, name)
         prompt = self.prompts.resolve(scopes, ctx.prompts)
         system_msg = StoredMessage(
             "system", prompt.text, await self.counter.amessage_tokens("system", prompt.text)
         )
-        user_msg = StoredMessage("user", text, user_tokens, name)
+        user_msg = StoredMessage("user", text, user_tokens, name, user_id(message))
         fitted = fit_prompt(
             system_msg, ctx.history, user_msg, self.token_limit, self.max_response_tokens
         )
@@ -159,10 +176,13 @@ class Answerer:
             if not keep:
                 await self.store.commit(turn, [], usage)
                 return
-            reply_tokens = await self.counter.amessage_tokens("assistant", completion.text)
-            dropped = await self.store.commit(
-                turn, [user_msg, StoredMessage("assistant", completion.text, reply_tokens)], usage
-            )
+            kept = completion.text  # the thread shows the reply as written; the store, redacted
+            if placeholders is not None:
+                kept = (await placeholders.aredact(kept)).text
+            reply_tokens = await self.counter.amessage_tokens("assistant", kept)
+            said = StoredMessage("assistant", kept, reply_tokens, user=user_msg.user)
+            record = TurnRecord(user_msg.user, placeholders.new if placeholders else {})
+            dropped = await self.store.commit(turn, [user_msg, said], usage, record)
         except StoreUnavailable as exc:
             # The reply is already in the thread: an apology now would contradict it. The
             # exchange is simply not remembered (and the lock's lease frees the conversation).

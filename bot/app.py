@@ -8,6 +8,7 @@ from bot.commands import Commands
 from bot.llm import LLMClient, make_llm
 from bot.metrics import Metrics
 from bot.prompts import Prompts
+from bot.quota import quotas_from
 from bot.responder import Responder
 from bot.settings import Settings
 from bot.store import Store, make_store
@@ -40,7 +41,7 @@ def build_service(settings: Settings, *, with_model: bool = True) -> Service:
     llm = make_llm(settings) if with_model else None
     metrics = Metrics()
     prompts = Prompts(store, counter, settings.system_prompt, settings.prompt_max_tokens)
-    commands = Commands(store, prompts, settings.admins)
+    commands = Commands(store, prompts, settings.admins, quotas=quotas_from(settings))
     responder = Responder(
         store=store,
         llm=llm,
@@ -52,5 +53,7 @@ def build_service(settings: Settings, *, with_model: bool = True) -> Service:
         max_response_tokens=settings.max_response_tokens,
         model_max_concurrency=settings.model_max_concurrency,
         conversation_queue_max=settings.conversation_queue_max,
+        quotas=quotas_from(settings),
+        redact=settings.redact_pii,
     )
     return Service(settings, store, counter, llm, prompts, commands, responder, metrics)

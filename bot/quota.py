@@ -10,7 +10,6 @@ the user is told which limit and when it resets.
 
 from __future__ import annotations
 
-import datetime as dt
 import time
 from dataclasses import dataclass
 
@@ -91,6 +90,10 @@ class Quotas:
         return None
 
 
-def midnight_utc(now: float | None = None) -> dt.datetime:
-    today = dt.datetime.fromtimestamp(time.time() if now is None else now, dt.UTC).date()
-    return dt.datetime.combine(today + dt.timedelta(days=1), dt.time(), dt.UTC)
+def quotas_from(settings) -> Quotas:
+    return Quotas(
+        settings.quota_user_daily_tokens,
+        settings.quota_channel_daily_tokens,
+        settings.quota_workspace_daily_tokens,
+        settings.rate_limit_user_per_minute,
+    )

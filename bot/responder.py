@@ -19,6 +19,7 @@ from bot.logs import turn_context
 from bot.messages import IncomingMessage, ReplyTarget
 from bot.metrics import Metrics
 from bot.prompts import Prompts
+from bot.quota import Quotas
 from bot.replies import APOLOGY_INTERNAL, APOLOGY_STORE, BUSY, EMPTY_MENTION
 from bot.store import NotSubscribed, Store, StoreUnavailable
 from bot.tokens import TokenCounter
@@ -53,6 +54,8 @@ class Responder:
         lock_wait: float = 300.0,
         model_max_concurrency: int = 256,
         conversation_queue_max: int = 50,
+        quotas: Quotas | None = None,
+        redact: bool = False,
     ) -> None:
         self.store = store
         self.commands = commands
@@ -66,6 +69,8 @@ class Responder:
             token_limit=token_limit,
             max_response_tokens=max_response_tokens,
             model_max_concurrency=model_max_concurrency,
+            quotas=quotas,
+            redact=redact,
         )
         self.lock_wait = lock_wait
         self._tasks: set[asyncio.Task[None]] = set()

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from bot.commands.access import Access
 from bot.commands.general import cmd_help, cmd_reset
 from bot.commands.prompt import prompt_history, reset_prompt, set_prompt, show_prompt
+from bot.commands.quota import cmd_quota, quota_history, reset_quota, set_quota
 from bot.commands.row import Row, UsageError, split_word
 from bot.commands.usage import cmd_usage
 
@@ -37,6 +38,28 @@ TABLE: tuple[Row, ...] = (
     Row("prompt reset", reset_prompt, Access.SCOPE_ADMIN, "remove that prompt"),
     Row("prompt history", prompt_history, Access.SCOPE_ADMIN, "recent changes"),
     Row("usage", cmd_usage, Access.WORKSPACE_ADMIN, "tokens used today and over 30 days"),
+    Row(
+        "quota show",
+        cmd_quota,
+        Access.ANYONE,
+        "what is left of your token budgets today",
+        default=True,
+    ),
+    Row(
+        "quota set",
+        set_quota,
+        Access.WORKSPACE_ADMIN,
+        "daily token budget (0 = unlimited)",
+        args="user @someone|channel|workspace TOKENS",
+    ),
+    Row(
+        "quota reset",
+        reset_quota,
+        Access.WORKSPACE_ADMIN,
+        "back to the default budget",
+        args="user @someone|channel|workspace",
+    ),
+    Row("quota history", quota_history, Access.WORKSPACE_ADMIN, "recent budget changes"),
 )
 
 
