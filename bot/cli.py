@@ -17,6 +17,7 @@ from typing import TextIO
 from pydantic import SecretStr
 
 from bot.app import Service, build_service
+from bot.data_cli import add_data_parser, run_data
 from bot.doctor import Check, PlatformCheck, known, run_doctor
 from bot.messages import Adapter, IncomingMessage
 from bot.settings import Settings, SettingsError, load_settings
@@ -41,6 +42,7 @@ def _parser() -> argparse.ArgumentParser:
         default="global",
         help="global | <platform>:<workspace> | <platform>:<workspace>:<channel>",
     )
+    add_data_parser(sub)
     return p
 
 
@@ -76,6 +78,8 @@ def main(argv: list[str] | None = None) -> int:
             return asyncio.run(run_chat(settings, args.thread, sys.stdin, sys.stdout))
         if args.command == "doctor":
             return asyncio.run(run_doctor(settings, sys.stdout, doctor_checks(settings)))
+        if args.command == "data":
+            return asyncio.run(run_data(settings, args, sys.stdout))
         return asyncio.run(run_prompt(settings, args.action, args.text, args.scope, sys.stdout))
     except SettingsError as exc:
         print(f"threadwise: {exc}", file=sys.stderr)

@@ -13,6 +13,7 @@ live on one shard:
     P{prompts}:<scope>        string  the system prompt of a scope
     P{prompts}:audit:<scope>  list    newest-first JSON audit records
     P{prompts}:audited        set     scopes that have an audit list (data requests)
+    P{prompts}:audit-data     list    newest-first JSON records of data exports and erasures
     P{usage}:<YYYY-MM-DD>     hash    token and reply counters per workspace/channel/user
     P{usage}:budgets          hash    daily token budgets set from the chat, per dimension
     P{usage}:budgets:audit    list    newest-first JSON audit records of budget changes
@@ -95,6 +96,9 @@ class Keys:
 
     def audited(self) -> str:
         return f"{self.prefix}{{prompts}}:audited"
+
+    def data_audit(self) -> str:
+        return f"{self.prefix}{{prompts}}:audit-data"
 
     def budgets(self) -> str:
         return f"{self.prefix}{{usage}}:budgets"

@@ -17,6 +17,8 @@ from bot.store.codec import AuditRecord
 USER_INDEX_MAX = 2000
 ERASED = "erased"  # `who` of an audit record whose person was erased
 ERASED_NAME = "(erased)"
+ERASED_SCOPE = "u|(erased)"  # scope of a budget record that was about an erased user
+DATA_AUDIT_KEEP = 1000  # data requests recorded (newest)
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,9 +78,17 @@ class DataStore(ABC):
     async def audited_scopes(self) -> list[str]: ...
 
     @abstractmethod
-    async def anonymise_audits(self, who: str) -> int:
-        """Rewrite every prompt and budget audit record by `who` (a principal) to ERASED;
-        returns how many records changed. The change itself stays recorded."""
+    async def anonymise_audits(self, who: str, about: str = "") -> int:
+        """Rewrite every prompt and budget audit record by `who` (a principal) to ERASED, and
+        the scope of those about `about` (a budget dimension) to ERASED_SCOPE; returns how
+        many records changed. The change itself stays recorded."""
+
+    @abstractmethod
+    async def record_data_request(self, record: AuditRecord) -> None:
+        """Audit an export or erasure: who ran it, when, what (the person only as a hash)."""
+
+    @abstractmethod
+    async def data_requests(self, limit: int = 10) -> list[AuditRecord]: ...
 
     @abstractmethod
     async def erase_usage(self, dimension: str, days: Sequence[str]) -> int:

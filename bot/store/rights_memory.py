@@ -8,7 +8,13 @@ from collections.abc import Sequence
 
 from bot.store.codec import AuditRecord, TurnRecord
 from bot.store.meters import RATE_TTL_SECONDS, MeterReading, MeterRequest, check
-from bot.store.rights_base import ERASED, ERASED_NAME, USER_INDEX_MAX
+from bot.store.rights_base import (
+    DATA_AUDIT_KEEP,
+    ERASED,
+    ERASED_NAME,
+    ERASED_SCOPE,
+    USER_INDEX_MAX,
+)
 
 
 class MemoryRights:
@@ -131,16 +137,31 @@ class MemoryRights:
     async def audited_scopes(self) -> list[str]:
         return sorted(self._audit)
 
-    async def anonymise_audits(self, who: str) -> int:
+    async def anonymise_audits(self, who: str, about: str = "") -> int:
         changed = 0
         for audit in [*self._audit.values(), self._rights()["budget_audit"]]:
             for i, r in enumerate(audit):
-                if r.who == who:
+                by, on = r.who == who, bool(about) and r.scope == about
+                if by or on:
                     audit[i] = AuditRecord(
-                        r.at, r.scope, ERASED, ERASED_NAME, r.action, r.old, r.new
+                        r.at,
+                        ERASED_SCOPE if on else r.scope,
+                        ERASED if by else r.who,
+                        ERASED_NAME if by else r.who_name,
+                        r.action,
+                        r.old,
+                        r.new,
                     )
                     changed += 1
         return changed
+
+    async def record_data_request(self, record: AuditRecord) -> None:
+        audit = self._rights().setdefault("data_audit", [])
+        audit.insert(0, record)
+        del audit[DATA_AUDIT_KEEP:]
+
+    async def data_requests(self, limit: int = 10) -> list[AuditRecord]:
+        return list(self._rights().get("data_audit", [])[:limit])
 
     async def erase_usage(self, dimension: str, days: Sequence[str]) -> int:
         n = 0

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from bot.store.codec import AuditRecord, TurnRecord
 from bot.store.keys import Keys
 from bot.store.meters import RATE_TTL_SECONDS, MeterReading, MeterRequest
-from bot.store.rights_base import ERASED, ERASED_NAME, USER_INDEX_MAX
+from bot.store.rights_base import DATA_AUDIT_KEEP, ERASED, ERASED_NAME, ERASED_SCOPE, USER_INDEX_MAX
 
 RIGHTS_SCRIPTS: dict[str, tuple[str, ...]] = {
     "meter": ("meter",),
@@ -128,11 +128,26 @@ class RedisRights:
             n = await self.r.delete(*(k.conversation(conversation, p) for p in "htar"))
         return bool(n)
 
+    async def record_data_request(self, record: AuditRecord) -> None:
+        async with self._guard():
+            async with self.r.pipeline(transaction=False) as pipe:
+                key = self.keys.data_audit()
+                pipe.lpush(key, record.to_json())
+                pipe.ltrim(key, 0, DATA_AUDIT_KEEP - 1)
+                if self.retention.audit_days:
+                    pipe.expire(key, self.retention.audit_seconds)
+                await pipe.execute()
+
+    async def data_requests(self, limit: int = 10) -> list[AuditRecord]:
+        async with self._guard():
+            raw = await self.r.lrange(self.keys.data_audit(), 0, limit - 1)
+        return [AuditRecord.from_json(x) for x in raw]
+
     async def audited_scopes(self) -> list[str]:
         async with self._guard():
             return sorted(await self.r.smembers(self.keys.audited()))
 
-    async def anonymise_audits(self, who: str) -> int:
+    async def anonymise_audits(self, who: str, about: str = "") -> int:
         # One call per hash slot (prompts, usage), so it also runs on a Redis Cluster.
         prompt_lists = [self.keys.audit(s) for s in await self.audited_scopes()]
         changed = 0
@@ -141,7 +156,7 @@ class RedisRights:
                 if lists:
                     changed += int(
                         await self.rights_script["anonymise"](
-                            keys=lists, args=[who, ERASED, ERASED_NAME]
+                            keys=lists, args=[who, ERASED, ERASED_NAME, about, ERASED_SCOPE]
                         )
                     )
         return changed
