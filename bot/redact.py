@@ -145,7 +145,13 @@ def phone_ok(value: str) -> bool:
     # other groups of digits are years, amounts or ids far more often than phone numbers.
     if _NANP.fullmatch(value):
         return True
-    return value.startswith("0") and 10 <= digits <= 11 and "." not in value
+    groups = re.split(r"[ .-]", value)
+    return (
+        value.startswith("0")
+        and 10 <= digits <= 11
+        and "." not in value
+        and all(len(g) >= 2 for g in groups)
+    )
 
 
 # -- patterns ------------------------------------------------------------------------------------
@@ -166,9 +172,9 @@ _SECRET_WHOLE = re.compile(
 # Secrets recognised by what stands before them: only the value (group 1) is replaced, so
 # `postgres://app:[SECRET_1]@db/x` stays readable.
 _SECRET_VALUE = re.compile(
-    r"(?<![A-Za-z0-9+.-])[A-Za-z][A-Za-z0-9+.-]{1,20}://[^\s:/@]{1,256}:([^\s@/]{1,256})@"
-    r"|(?i:(?<![A-Za-z0-9])(?:password|pwd|accountkey|sharedaccesskey|sig)\s{0,3}=\s{0,3})"
-    r"([^;&\"'\s]{4,512})"
+    r"(?<![A-Za-z0-9+.-])[A-Za-z][A-Za-z0-9+.-]{1,20}://[^\s:/@]{0,256}:([^\s@/]{1,256})@"
+    r"|(?i:(?<![A-Za-z0-9])(?:password|pwd|accountkey|sharedaccesskey|sig)=)"
+    r"([^;&\"'\s()\[\]]{4,512})"
     r"|(?i:(?<![A-Za-z0-9])aws_?secret_?access_?key[\"']?\s{0,3}[:=]\s{0,3}[\"']?)"
     r"([A-Za-z0-9/+=]{40})(?![A-Za-z0-9/+=])"
     r"|(?i:(?<![A-Za-z0-9])(?:password|passwd|secret|api[_-]?key|token|"
@@ -194,7 +200,7 @@ _DNI = re.compile(r"(?<![A-Za-z0-9])[XYZ0-9]\d{7}-?[A-Z](?![A-Za-z0-9])")
 _IPV4 = re.compile(r"(?<![\d.])(?:\d{1,3}\.){3}\d{1,3}(?![\d]|\.\d)")
 _IPV6 = re.compile(r"(?<![A-Za-z0-9:.])[0-9A-Fa-f:]{2,39}(?:\.\d{1,3}){0,3}(?![A-Za-z0-9:])")
 _PHONE = re.compile(
-    r"(?<![\w+.-])(?:\+\d{1,3}[ .-]?)?(?:\(\d{1,4}\)[ .-]?)?\d{2,4}(?:[ .-]\d{2,5}){1,4}(?![\w])"
+    r"(?<![\w+.-])(?:\+\d{1,3}[ .-]?)?(?:\(\d{1,4}\)[ .-]?)?\d{1,4}(?:[ .-]\d{1,8}){1,5}(?![\w])"
     r"|(?<![\w+])\+\d{8,15}(?!\w)"
 )
 
