@@ -155,10 +155,10 @@ def test_hostile_100k_character_text_is_scanned_in_bounded_time(unit):
     assert best_of(lambda: Placeholders("c", {}).redact(text), 1) < BOUNDED
 
 
-@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(unit=st.sampled_from(HOSTILE_UNITS), pad=st.sampled_from(["", " ", "x", "\n"]))
 def test_scanning_time_grows_linearly_with_length(unit, pad):
-    n = 5_000
+    n = 20_000  # large enough that cache and timer effects do not dominate
     small = (unit + pad) * (n // len(unit + pad))
     large = (unit + pad) * (8 * n // len(unit + pad))
     t_small = best_of(lambda: find_all(small), 3)
