@@ -98,7 +98,7 @@ class DataRights:
         )
         log.warning(
             "data request",
-            extra={"action": action, "by": actor, "target": fingerprint(target), **counts},
+            extra={"action": action, "by": actor, "target": fingerprint(target), "counts": summary},
         )
 
     async def export(self, user: UserRef, emit: Callable[[dict], None], actor: str) -> dict:
