@@ -1,4 +1,4 @@
-"""`threadwise serve | chat | doctor | prompt` (docs/spec.md §7).
+"""`threadwise serve | chat | doctor | prompt | data` (docs/spec.md §7).
 
 This is the composition root: the only core module that names the adapters (and through them
 the platform SDKs), and only inside the commands that use them: serve, chat and doctor.
