@@ -62,7 +62,10 @@ async def cmd_quota(ctx: Context) -> str:
 
 
 def _target(ctx: Context, rest: str) -> tuple[str, str, str]:
-    """(kind, dimension, text after it) from `user <@U…>|ID`, `channel` or `workspace`."""
+    """(kind, dimension, text after it) from `user ID`, `channel` or `workspace`.
+
+    Slack shows a typed @mention to the bot as the display name, so the user is named by id
+    (`U024BE7LH`, or the raw `<@U024BE7LH>` a slash command may carry)."""
     word, rest = split_word(rest)
     kind = word.lower()
     if kind not in KINDS:
@@ -74,7 +77,10 @@ def _target(ctx: Context, rest: str) -> tuple[str, str, str]:
     mention = _MENTION.fullmatch(who)
     uid = mention[1] if mention else who
     if not _USER_ID.fullmatch(uid):
-        raise UsageError("Name the user: `@someone` (Slack) or their user id.")
+        raise UsageError(
+            "Name the user by their id: the Slack member ID (profile → ⋮ → Copy member ID) "
+            "or the Teams user's Entra object ID."
+        )
     return kind, f"u|{m.platform}:{m.workspace}:{uid}", rest
 
 
