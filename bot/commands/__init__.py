@@ -1,8 +1,8 @@
 """`!` commands (docs/spec.md §5), errbot-style: plain functions in one table, one access check.
 
 `table.TABLE` holds one row per subcommand (`help`, `reset`, `prompt show`, `prompt set`,
-`prompt reset`, `prompt history`, `usage`, `quota show|set|reset|history`), each naming its handler, who may run it (`Access`)
-and its help text. `access.may_run` is the only access check: the dispatch asks it before a
+`prompt reset`, `prompt history`, `usage`, `quota show|set|reset|history`), each naming its
+handler, who may run it (`Access`) and its help text. `access.may_run` is the only access check: the dispatch asks it before a
 row runs and `!help` asks it for every row, so what `!help` lists is exactly what runs.
 
 Layers, each importing only those above it: `access` (BOT_ADMINS, `may_run`), `row` (the row
