@@ -36,6 +36,7 @@ def test_the_store_registers_the_scripts_read_from_package_data():
         "load": store._load,
         "append": store._append,
         "prompt": store._prompt,
+        **store.rights_script,  # meter, erase, anonymise, budget (bot/store/rights_redis.py)
     }
     assert {name: s.script for name, s in registered.items()} == {
         name: load_script(name) for name in SCRIPTS
