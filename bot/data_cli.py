@@ -14,7 +14,7 @@ import json
 import sys
 from typing import TextIO
 
-from bot.rights import DataRights, parse_user
+from bot.rights import DataRights, feedback_sources, parse_user
 from bot.settings import Settings, SettingsError
 from bot.store import make_store
 
@@ -40,7 +40,7 @@ async def run_data(settings: Settings, args: argparse.Namespace, out: TextIO) ->
         raise SettingsError(f"--user: {exc}") from None
     actor = f"cli:{getpass.getuser()}"
     store = make_store(settings)
-    rights = DataRights(store, sources=())
+    rights = DataRights(store, sources=feedback_sources(store))
     try:
         if args.data_action == "export":
             assert user is not None

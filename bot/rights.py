@@ -173,6 +173,55 @@ class DataRights:
         return found
 
 
+FEEDBACK_SCAN = 100_000  # votes read from the feedback store's bounded log per request
+
+
+class FeedbackSource:
+    """Feedback votes as a `DataSource`, for a store with the feedback role.
+
+    Votes are found in the feedback store's own log (a bounded, expiring sorted set of vote ids,
+    `recent_votes`), never by scanning keys; each vote names its user as usage does. Erasure
+    needs the store's `delete_votes(ids)`; `feedback_sources` offers this source only when the
+    store has both.
+    """
+
+    name = "feedback"
+
+    def __init__(self, store: object) -> None:
+        self.store = store
+
+    async def _mine(self, user: str) -> list:
+        votes = await self.store.recent_votes(0, FEEDBACK_SCAN)  # type: ignore[attr-defined]
+        return [v for v in votes if getattr(v, "user", None) == user]
+
+    async def export(self, user: str) -> list[dict]:
+        return [
+            {
+                "conversation": v.conversation,
+                "value": v.value,
+                "comment": v.comment,
+                "at": v.at,
+                "day": v.day,
+            }
+            for v in await self._mine(user)
+        ]
+
+    async def delete(self, user: str) -> int:
+        ids = [v.id for v in await self._mine(user)]
+        if ids:
+            await self.store.delete_votes(ids)  # type: ignore[attr-defined]
+        return len(ids)
+
+
+def feedback_sources(store: object) -> list[DataSource]:
+    """The feedback source when the store keeps feedback (and can delete it), else none."""
+    if callable(getattr(store, "recent_votes", None)) and callable(
+        getattr(store, "delete_votes", None)
+    ):
+        return [FeedbackSource(store)]
+    return []
+
+
 def _audit_line(kind: str, r: AuditRecord) -> dict:
     return {
         "type": kind,
