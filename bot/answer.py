@@ -18,6 +18,8 @@ from bot.messages import AnswerInfo, IncomingMessage, ReplyStream, ReplyTarget
 from bot.metrics import Metrics
 from bot.pacing import status_kept
 from bot.prompts import Prompts, channel_scope, scopes_for, workspace_scope
+from bot.quota import Quotas, user_id
+from bot.redact_map import Placeholders
 from bot.replies import (
     CUT_OFF,
     DEADLINE,
@@ -26,7 +28,7 @@ from bot.replies import (
     INTERRUPTED,
     model_apology,
 )
-from bot.store import Store, StoreUnavailable, Turn, Usage
+from bot.store import Store, StoreUnavailable, Turn, TurnRecord, Usage
 from bot.summary import SUMMARY_LABEL, Summarizer
 from bot.token_ratio import TokenRatio
 from bot.tokens import TokenCounter
@@ -64,10 +66,14 @@ class Answerer:
         token_ratio: TokenRatio | None = None,
         summarizer: Summarizer | None = None,
         files: Files | None = None,
+        quotas: Quotas | None = None,
+        redact: bool = False,
     ) -> None:
         self.store = store
         self.summarizer = summarizer
         self.files = files
+        self.quotas = quotas  # budgets and rate limit (bot/quota.py); None: not metered
+        self.redact = redact  # REDACT_PII (bot/redact.py): before the model and the store
         self.llm = llm
         self.counter = counter
         self.prompts = prompts
@@ -95,13 +101,25 @@ class Answerer:
         # The system prompt is not known before the load: read what could fit beside the message.
         new_tokens = user_tokens + (shared.tokens if shared else 0)
         ceiling = history_budget(token_limit, self.max_response_tokens, 0, new_tokens)
-        ctx = await self.store.load(conv, max(ceiling, 0), scopes)
+        meter = self.quotas.request(message) if self.quotas is not None else None
+        ctx = await self.store.load(conv, max(ceiling, 0), scopes, meter, redactions=self.redact)
+        if self.quotas is not None and ctx.meter is not None:
+            if refusal := self.quotas.refusal(ctx.meter):
+                self.metrics.errors.labels("quota").inc()
+                log.info("over budget or rate limit; model not called")
+                await reply.send(refusal)  # nothing is stored for this message
+                return
+        placeholders = Placeholders(conv, ctx.redactions) if self.redact else None
+        if placeholders is not None:
+            text = (await placeholders.aredact(text)).text
+            user_tokens = await self.counter.amessage_tokens("user", text, name)
         prompt = self.prompts.resolve(scopes, ctx.prompts)
         system = f"{prompt.text}\n\n{message.context}" if message.context else prompt.text
         system_msg = StoredMessage(
             "system", system, await self.counter.amessage_tokens("system", system)
         )
-        user_msg = StoredMessage("user", text, user_tokens, name)
+        asker = user_id(message)
+        user_msg = StoredMessage("user", text, user_tokens, name, user=asker)
         if shared is not None and self.files is not None:
             room = prompt_budget(token_limit, self.max_response_tokens) - system_msg.tokens
             shared = shared.within(room - user_tokens)
@@ -110,7 +128,9 @@ class Answerer:
             if not text and not shared.parts:
                 return  # nothing left to answer; the notices said why
             parts = tuple(shared.parts)
-            user_msg = StoredMessage("user", text, user_tokens + shared.tokens, name, parts)
+            user_msg = StoredMessage(
+                "user", text, user_tokens + shared.tokens, name, parts, user=asker
+            )
         stored_before = ctx.history  # images by reference, as the store keeps them
         loaded = await self.files.restore(conv, ctx.history) if self.files else ctx.history
         context = []
@@ -220,15 +240,15 @@ class Answerer:
             if not keep:
                 dropped = await self.store.commit(turn, [], usage, fold=fold)
             else:
-                reply_tokens = await self.counter.amessage_tokens("assistant", completion.text)
+                kept = completion.text  # the thread shows the reply as written; the store, redacted
+                if placeholders is not None:
+                    kept = (await placeholders.aredact(kept)).text
+                reply_tokens = await self.counter.amessage_tokens("assistant", kept)
                 if shared is not None and self.files is not None:
                     user_msg = await self.files.keep(conv, stored_before, user_msg, shared)
-                dropped = await self.store.commit(
-                    turn,
-                    [user_msg, StoredMessage("assistant", completion.text, reply_tokens)],
-                    usage,
-                    fold=fold,
-                )
+                said = StoredMessage("assistant", kept, reply_tokens, user=user_msg.user)
+                record = TurnRecord(user_msg.user, placeholders.new if placeholders else {})
+                dropped = await self.store.commit(turn, [user_msg, said], usage, record, fold=fold)
         except StoreUnavailable as exc:
             # The reply is already in the thread: an apology now would contradict it. The
             # exchange is simply not remembered (and the lock's lease frees the conversation).

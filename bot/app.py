@@ -10,6 +10,7 @@ from bot.feedback import Feedback
 from bot.llm import LLMClient, make_llm
 from bot.metrics import Metrics
 from bot.prompts import Prompts
+from bot.quota import quotas_from
 from bot.responder import Responder
 from bot.settings import Settings
 from bot.store import Store, make_store
@@ -56,7 +57,7 @@ def build_service(settings: Settings, *, with_model: bool = True) -> Service:
     if llm is not None:
         metrics.watch_pacer(llm.pacer)
     prompts = Prompts(store, counter, settings.system_prompt, settings.prompt_max_tokens)
-    commands = Commands(store, prompts, settings.admins)
+    commands = Commands(store, prompts, settings.admins, quotas=quotas_from(settings))
     summarizer = None
     if settings.history_summary and llm is not None:
         summarizer = Summarizer(
@@ -91,6 +92,8 @@ def build_service(settings: Settings, *, with_model: bool = True) -> Service:
         conversation_queue_max=settings.conversation_queue_max,
         summarizer=summarizer,
         files=files,
+        quotas=quotas_from(settings),
+        redact=settings.redact_pii,
     )
     feedback = Feedback(
         store=store,

@@ -1,4 +1,4 @@
-"""`threadwise serve | chat | doctor | prompt` (docs/spec.md §7).
+"""`threadwise serve | chat | doctor | prompt | data` (docs/spec.md §7).
 
 This is the composition root: the only core module that names the adapters (and through them
 the platform SDKs), and only inside the commands that use them: serve, chat and doctor.
@@ -15,7 +15,7 @@ from typing import TextIO
 
 from pydantic import SecretStr
 
-from bot import cli_prompt, feedback_cli
+from bot import cli_prompt, data_cli, feedback_cli
 from bot.app import Service, build_service
 from bot.cli_base import (
     CHAT_HELP,
@@ -81,6 +81,7 @@ def _parser() -> argparse.ArgumentParser:
     # logging are set up (`intermixed=True` too for options among free words). One line each:
     cli_prompt.register(sub)
     feedback_cli.register(sub)
+    data_cli.register(sub)
     for parser in sub.choices.values():
         # Usage errors found after parsing show the subcommand's usage: `args.cli_parser.error`.
         parser.set_defaults(cli_parser=parser)

@@ -20,6 +20,7 @@ from bot.logs import turn_context
 from bot.messages import IncomingMessage, ReplyTarget
 from bot.metrics import Metrics
 from bot.prompts import Prompts
+from bot.quota import Quotas
 from bot.replies import APOLOGY_INTERNAL, APOLOGY_STORE, BUSY, EMPTY_MENTION
 from bot.store import NotSubscribed, Store, StoreUnavailable
 from bot.summary import Summarizer
@@ -58,6 +59,8 @@ class Responder:
         conversation_queue_max: int = 50,
         summarizer: Summarizer | None = None,
         files: Files | None = None,
+        quotas: Quotas | None = None,
+        redact: bool = False,
     ) -> None:
         self.store = store
         self.commands = commands
@@ -73,6 +76,8 @@ class Responder:
             token_ratio=token_ratio,
             summarizer=summarizer,
             files=files,
+            quotas=quotas,
+            redact=redact,
         )
         self.lock_wait = lock_wait
         self._tasks: set[asyncio.Task[None]] = set()

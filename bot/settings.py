@@ -103,6 +103,27 @@ class Settings(BaseSettings):
         "password", validation_alias=_alias("REDIS_AUTH")
     )
 
+    # --- budgets, rate limits, redaction and retention (issue 18)
+    usage_retention_days: int = Field(
+        35, ge=1, le=3660, validation_alias=_alias("USAGE_RETENTION_DAYS")
+    )
+    audit_retention_days: int = Field(
+        365, ge=0, le=36600, validation_alias=_alias("AUDIT_RETENTION_DAYS")
+    )
+    quota_user_daily_tokens: int = Field(
+        0, ge=0, validation_alias=_alias("QUOTA_USER_DAILY_TOKENS")
+    )
+    quota_channel_daily_tokens: int = Field(
+        0, ge=0, validation_alias=_alias("QUOTA_CHANNEL_DAILY_TOKENS")
+    )
+    quota_workspace_daily_tokens: int = Field(
+        0, ge=0, validation_alias=_alias("QUOTA_WORKSPACE_DAILY_TOKENS")
+    )
+    rate_limit_user_per_minute: int = Field(
+        0, ge=0, validation_alias=_alias("RATE_LIMIT_USER_PER_MINUTE")
+    )
+    redact_pii: bool = Field(False, validation_alias=_alias("REDACT_PII"))
+
     # --- Slack
     slack_bot_token: SecretStr | None = Field(None, validation_alias=_alias("SLACK_BOT_TOKEN"))
     slack_signing_secret: SecretStr | None = Field(

@@ -37,6 +37,9 @@ class StoredMessage:
     tokens: int
     name: str | None = None
     parts: tuple[dict[str, Any], ...] = ()
+    # Whose turn this message belongs to (`<platform>:<workspace>:<user id>`, the asker for an
+    # assistant reply too), so a data-subject request can find and erase it; never sent.
+    user: str | None = None
 
     def to_openai(self) -> dict[str, Any]:
         msg: dict[str, Any] = {"role": self.role, "content": self.content}

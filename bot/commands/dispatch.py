@@ -20,6 +20,7 @@ from bot.commands.row import (
 from bot.commands.table import TABLE, UnknownCommand, find
 from bot.messages import IncomingMessage
 from bot.prompts import GLOBAL, Prompts, workspace_scope
+from bot.quota import Quotas
 from bot.store import Store
 
 log = logging.getLogger("threadwise.commands")
@@ -45,8 +46,10 @@ class Commands:
         prompts: Prompts,
         admins: Iterable[str],
         table: Sequence[Row] = TABLE,
+        quotas: Quotas | None = None,
     ) -> None:
         self.store = store
+        self.quotas = quotas
         self.prompts = prompts
         self.table = table
         self._admins = AdminList(admins)
@@ -75,6 +78,7 @@ class Commands:
         ctx = Context(
             message, who, self._admins, admin, self.store, self.prompts, self.table, row, rest
         )
+        ctx = replace(ctx, quotas=self.quotas)
         try:
             ctx = _checked(ctx)
             return CommandResult(name, await row.run(ctx), True)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from bot.commands.access import Access, AdminList, may_run
 from bot.messages import IncomingMessage
 from bot.prompts import GLOBAL, Prompts, channel_scope, workspace_scope
+from bot.quota import Quotas
 from bot.store import Store
 
 
@@ -70,6 +71,7 @@ class Context:
     row: Row  # the row running
     args: str  # after the command words and options, exactly as typed
     scope: str | None = None  # the prompt scope the options name (scoped rows only)
+    quotas: Quotas | None = None  # the budget defaults (`!quota`, `!usage`)
 
     def may(self, row: Row, scope: str | None = None) -> bool:
         return may_run(self.admins, self.message, row.access, scope, operator=self.operator)

@@ -15,6 +15,7 @@ from bot.commands.access import Access
 from bot.commands.feedback import cmd_feedback
 from bot.commands.general import cmd_help, cmd_reset
 from bot.commands.prompt import prompt_history, reset_prompt, set_prompt, show_prompt
+from bot.commands.quota import cmd_quota, quota_history, reset_quota, set_quota
 from bot.commands.row import Row, UsageError, split_word
 from bot.commands.suggestions import (
     reset_suggestions,
@@ -63,6 +64,28 @@ TABLE: tuple[Row, ...] = (
     ),
     Row("suggestions reset", reset_suggestions, Access.SCOPE_ADMIN, "remove them"),
     Row("suggestions history", suggestions_history, Access.SCOPE_ADMIN, "recent changes"),
+    Row(
+        "quota show",
+        cmd_quota,
+        Access.ANYONE,
+        "what is left of your token budgets today",
+        default=True,
+    ),
+    Row(
+        "quota set",
+        set_quota,
+        Access.WORKSPACE_ADMIN,
+        "daily token budget (0 = unlimited)",
+        args="user @someone|channel|workspace TOKENS",
+    ),
+    Row(
+        "quota reset",
+        reset_quota,
+        Access.WORKSPACE_ADMIN,
+        "back to the default budget",
+        args="user @someone|channel|workspace",
+    ),
+    Row("quota history", quota_history, Access.WORKSPACE_ADMIN, "recent budget changes"),
 )
 
 

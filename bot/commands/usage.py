@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import datetime as dt
 
+from bot.commands.quota import budget_lines
 from bot.commands.row import Context
 from bot.prompts import channel_scope, workspace_scope
+from bot.quota import dimensions
 from bot.store import UsageTotals
 
 
@@ -26,6 +28,8 @@ async def cmd_usage(ctx: Context) -> str:
             f"completion tokens in {_replies(day)}; last 30 days "
             f"{month.prompt_tokens:,} + {month.completion_tokens:,} in {_replies(month)}"
         )
+    dims = {k: v for k, v in dimensions(m).items() if k != "user"}
+    rows += ["Daily budgets today:", *await budget_lines(ctx, dims)]
     return "Token usage (UTC days):\n" + "\n".join(rows)
 
 

@@ -17,6 +17,7 @@ from bot.store.codec import (
     Context,
     FoldJob,
     Summary,
+    TurnRecord,
     Usage,
     UsageTotals,
     decode_message,
@@ -25,7 +26,9 @@ from bot.store.codec import (
 from bot.store.errors import NotSubscribed, StoreUnavailable
 from bot.store.locks import Turn
 from bot.store.memory import MemoryStore
+from bot.store.meters import MeterReading, MeterRequest
 from bot.store.redis import RedisStore
+from bot.store.rights_base import Retention
 
 __all__ = [
     "AuditRecord",
@@ -33,14 +36,18 @@ __all__ = [
     "Context",
     "FoldJob",
     "MemoryStore",
+    "MeterReading",
+    "MeterRequest",
     "NotSubscribed",
     "PromptStore",
     "RedisStore",
+    "Retention",
     "Store",
     "StoreUnavailable",
     "Summary",
     "SummaryStore",
     "Turn",
+    "TurnRecord",
     "TurnStore",
     "Usage",
     "UsageStore",
@@ -57,6 +64,7 @@ def make_store(settings) -> Store:
         "history_budget": settings.history_budget,
         "history_ttl": settings.history_ttl_seconds,
         "summaries": settings.history_summary,
+        "retention": Retention(settings.usage_retention_days, settings.audit_retention_days),
     }
     if settings.redis_url is not None:
         from bot.store.connect import store_options

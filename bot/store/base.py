@@ -9,8 +9,10 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 
-from bot.store.codec import AuditRecord, Context, FoldJob, Summary, Usage, UsageTotals
+from bot.store.codec import AuditRecord, Context, FoldJob, Summary, TurnRecord, Usage, UsageTotals
 from bot.store.locks import Turn
+from bot.store.meters import MeterRequest
+from bot.store.rights_base import DataStore, QuotaStore, Retention
 from bot.store.votes import FeedbackStore
 from bot.trimming import StoredMessage
 
@@ -50,8 +52,20 @@ class TurnStore(ABC):
         """Give the lock up (idempotent)."""
 
     @abstractmethod
-    async def load(self, conversation: str, budget: int, prompt_scopes: Sequence[str]) -> Context:
-        """The newest history within `budget` tokens and the prompt of each scope."""
+    async def load(
+        self,
+        conversation: str,
+        budget: int,
+        prompt_scopes: Sequence[str],
+        meter: MeterRequest | None = None,
+        *,
+        redactions: bool = False,
+    ) -> Context:
+        """The newest history within `budget` tokens and the prompt of each scope.
+
+        With `meter`, also today's usage against the budgets and a slot of the user's rate
+        limit (taken only when admitted); with `redactions`, the conversation's placeholders.
+        """
 
     @abstractmethod
     async def commit(
@@ -59,15 +73,18 @@ class TurnStore(ABC):
         turn: Turn,
         messages: Sequence[StoredMessage],
         usage: Usage | None,
+        record: TurnRecord | None = None,
         *,
         fold: int = 0,
     ) -> int:
         """Append a turn, trim to `history_budget` atomically, record usage, release the lock.
 
         A committed turn also keeps the conversation subscribed for another `history_ttl`.
-        With `summaries` on, the `fold` oldest messages (those this turn's prompt left out) and
-        whatever trimming drops move to the pending list in the same step, so no message is
-        ever dropped without being summarised. Returns how many left the history.
+        `record` indexes the conversation under its user and keeps new redaction
+        placeholders, both expiring with the history. With `summaries` on, the `fold` oldest
+        messages (those this turn's prompt left out) and whatever trimming drops move to the
+        pending list in the same step, so no message is ever dropped without being
+        summarised. Returns how many left the history.
         """
 
     @abstractmethod
@@ -159,7 +176,16 @@ class CacheStore(ABC):
         """Set only if absent; True when this call set it (once-per-conversation notices)."""
 
 
-class Store(TurnStore, SummaryStore, PromptStore, UsageStore, CacheStore, FeedbackStore):
+class Store(
+    TurnStore,
+    SummaryStore,
+    PromptStore,
+    UsageStore,
+    CacheStore,
+    FeedbackStore,
+    QuotaStore,
+    DataStore,
+):
     """The one interface for state. `history_budget` is the most history worth keeping;
     `summaries` (HISTORY_SUMMARY) keeps what trimming drops pending for the summary."""
 
@@ -170,11 +196,13 @@ class Store(TurnStore, SummaryStore, PromptStore, UsageStore, CacheStore, Feedba
         history_ttl: int,
         lock_lease: float = 30.0,
         summaries: bool = False,
+        retention: Retention | None = None,
     ):
         self.history_budget = history_budget
         self.history_ttl = history_ttl
         self.lock_lease = lock_lease
         self.summaries = summaries
+        self.retention = retention or Retention()
 
     @abstractmethod
     async def ping(self) -> None:

@@ -2,9 +2,12 @@
 
 A stored message is `tokens\\trole\\tname\\tcontent`: the token count comes first so the Lua
 scripts can trim and fit by a prefix match without decoding anything, and the content is last
-so it may hold tabs and newlines. A message with attachments marks its name field with a
-trailing `*` (never part of a speaker name, which is `[A-Za-z0-9_-]`) and its content is then
-JSON `{"text": …, "parts": […]}`: the prefix the scripts match is unchanged.
+so it may hold tabs and newlines. The name field may carry the turn's user after a `\\x1e`
+(`name\\x1euser`), so a user's messages can be erased; items written before that have no
+`\\x1e` and decode with `user` None. A message with attachments marks its name field with a
+trailing `*` (never part of a speaker name, which is `[A-Za-z0-9_-]`, nor of a stored user id)
+and its content is then JSON `{"text": …, "parts": […]}`: the prefix the scripts match is
+unchanged.
 """
 
 from __future__ import annotations
@@ -13,32 +16,41 @@ import json
 import time
 from dataclasses import dataclass, field
 
+from bot.store.meters import MeterReading
 from bot.trimming import StoredMessage
 
 _PARTS = "*"
+USER_MARK = "\x1e"
+_FIELD_UNSAFE = str.maketrans({"\t": " ", "\n": " ", "\r": " ", USER_MARK: " ", _PARTS: " "})
 
 
 def encode_message(msg: StoredMessage) -> str:
+    name = msg.name or ""
+    if msg.user:
+        name += USER_MARK + msg.user.translate(_FIELD_UNSAFE)
     if msg.parts:
         body = json.dumps({"text": msg.content, "parts": list(msg.parts)}, ensure_ascii=False)
-        return f"{msg.tokens}\t{msg.role}\t{msg.name or ''}{_PARTS}\t{body}"
-    return f"{msg.tokens}\t{msg.role}\t{msg.name or ''}\t{msg.content}"
+        return f"{msg.tokens}\t{msg.role}\t{name}{_PARTS}\t{body}"
+    return f"{msg.tokens}\t{msg.role}\t{name}\t{msg.content}"
 
 
 def decode_message(raw: str | bytes) -> StoredMessage:
     if isinstance(raw, bytes):
         raw = raw.decode("utf-8")
     tokens, role, name, content = raw.split("\t", 3)
+    parts: tuple = ()
     if name.endswith(_PARTS):
         body = json.loads(content)
-        return StoredMessage(
-            role=role,
-            content=body["text"],
-            tokens=int(tokens),
-            name=name[: -len(_PARTS)] or None,
-            parts=tuple(body["parts"]),
-        )
-    return StoredMessage(role=role, content=content, tokens=int(tokens), name=name or None)
+        name, content, parts = name[: -len(_PARTS)], body["text"], tuple(body["parts"])
+    name, _, user = name.partition(USER_MARK)
+    return StoredMessage(
+        role=role,
+        content=content,
+        tokens=int(tokens),
+        name=name or None,
+        parts=parts,
+        user=user or None,
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,8 +164,19 @@ class FoldJob:
 
 
 @dataclass(frozen=True, slots=True)
+class TurnRecord:
+    """What a commit keeps beside the messages: the user whose conversation index it joins,
+    and the redaction placeholders first used in this turn (hash of value → placeholder)."""
+
+    user: str | None = None
+    redactions: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
 class Context:
-    """What a turn needs from the store: fitted history and the prompts of each scope.
+    """What a turn needs from the store: fitted history and the prompts of each scope, and,
+    when asked for, the budget and rate reading and the conversation's redaction placeholders
+    (read in the same round trip).
 
     With summaries on (`Store.summaries`), also the running summary, how many messages the
     history holds (`stored`: those the turn leaves out are handed to the summary in its
@@ -162,6 +185,8 @@ class Context:
 
     history: list[StoredMessage]
     prompts: dict[str, str | None]
+    meter: MeterReading | None = None
+    redactions: dict[str, str] = field(default_factory=dict)
     summary: Summary | None = None
     stored: int = 0
     pending: int = 0

@@ -10,10 +10,17 @@ live on one shard:
     P{<conv>}:q, :l  list + hash  FIFO lock queue and the lease deadline of each waiter
     P{<conv>}:sp, :s, :sl  list, strings  running summary: pending messages, the summary, the
                      fold lease (HISTORY_SUMMARY; `summary_redis.py`)
+    P{<conv>}:r      hash   redaction placeholders: hash of a redacted value → `[EMAIL_1]`
+    P{~u:<user>}:c   zset   conversations a user has messages in (data requests), by last use
     P{prompts}:<scope>        string  the system prompt of a scope
     P{prompts}:audit:<scope>  list    newest-first JSON audit records
+    P{prompts}:audited        set     scopes that have an audit list (data requests)
+    P{prompts}:audit-data     list    newest-first JSON records of data exports and erasures
     P{usage}:<YYYY-MM-DD>     hash    token and reply counters per workspace/channel/user
     P{feedback}:…             votes, their log and day counters (bot/store/feedback_redis.py)
+    P{usage}:budgets          hash    daily token budgets set from the chat, per dimension
+    P{usage}:budgets:audit    list    newest-first JSON audit records of budget changes
+    P{usage}:rate:<user>:<minute>  string  messages of a user in one minute (rate limit)
     Pcache:{<key>}            string  small adapter cache (user names)
 
 Every id is escaped before it goes into a key (`escape`, used by every key builder), so no
@@ -26,7 +33,8 @@ fixed shape (`:h`, `:o:<id>`, …), so colons cannot shift a boundary — and th
 keys of Teams (`teams:<tenant>:19:…;messageid=…`) and of the Bot Framework Emulator
 (`…|livechat`) stay exactly what they were, so stored history, prompts and usage keep working.
 Two words would still be ambiguous and get their first letter encoded: a conversation named
-`prompts` or `usage` (the shared tags) and a scope starting `audit:` (the audit lists). Real
+`prompts` or `usage` (the shared tags) or starting `~` (the user indexes), and a scope starting
+`audit` (the audit lists and the set of audited scopes). Real
 ids never take either form, so no existing key changes. (The usage hash fields
 `<w|c|u>|<id>|<counter>` need no escaping: the kind is the first letter and the counter the
 last segment, so the id between them is recovered whatever `|` it holds.)
@@ -65,7 +73,7 @@ class Keys:
             # `{}` is no hash tag at all in Redis Cluster: the keys would scatter over shards.
             raise ValueError("empty conversation key")
         tag = escape(conversation)
-        return _escape_first(tag) if tag in _SHARED_TAGS else tag
+        return _escape_first(tag) if tag in _SHARED_TAGS or tag.startswith("~") else tag
 
     def conversation(self, conversation: str, part: str) -> str:
         """One of a conversation's own keys: `part` is `h`, `t`, `a`, `q`, `l`, `sp`, `s`, `sl`."""
@@ -77,7 +85,7 @@ class Keys:
 
     def prompt(self, scope: str) -> str:
         key = escape(scope)
-        reserved = key.startswith("audit:")
+        reserved = key.startswith("audit")
         return f"{self.prefix}{{prompts}}:{_escape_first(key) if reserved else key}"
 
     def audit(self, scope: str) -> str:
@@ -97,3 +105,21 @@ class Keys:
 
     def feedback_day(self, day: str) -> str:
         return f"{self.prefix}{{feedback}}:c:{escape(day)}"
+
+    def audited(self) -> str:
+        return f"{self.prefix}{{prompts}}:audited"
+
+    def data_audit(self) -> str:
+        return f"{self.prefix}{{prompts}}:audit-data"
+
+    def budgets(self) -> str:
+        return f"{self.prefix}{{usage}}:budgets"
+
+    def budget_audit(self) -> str:
+        return f"{self.prefix}{{usage}}:budgets:audit"
+
+    def rate(self, user: str, minute: int) -> str:
+        return f"{self.prefix}{{usage}}:rate:{escape(user)}:{minute}"
+
+    def user_index(self, user: str) -> str:
+        return f"{self.prefix}{{~u:{escape(user)}}}:c"

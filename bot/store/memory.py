@@ -7,10 +7,11 @@ import uuid
 from collections import OrderedDict
 from collections.abc import Hashable, Sequence
 
-from bot.store.base import AUDIT_KEEP, ONCE_TTL_SECONDS, PENDING_KEEP, Store
+from bot.store.base import ONCE_TTL_SECONDS, PENDING_KEEP, Store
 from bot.store.codec import AuditRecord, Context, FoldJob, Summary, Usage, UsageTotals
 from bot.store.errors import NotSubscribed
 from bot.store.locks import FifoLocks, Turn
+from bot.store.rights_memory import MemoryRights
 from bot.store.votes import MemoryVotes
 from bot.trimming import StoredMessage, fit_newest
 
@@ -41,7 +42,7 @@ class _Expiring:
         self._d.pop(key, None)
 
 
-class MemoryStore(MemoryVotes, Store):
+class MemoryStore(MemoryRights, MemoryVotes, Store):
     """One process holds every lock, so a held turn needs no lease and no renewal."""
 
     def __init__(
@@ -51,12 +52,14 @@ class MemoryStore(MemoryVotes, Store):
         history_ttl: int,
         lock_lease: float = 30.0,
         summaries: bool = False,
+        retention=None,
     ):
         super().__init__(
             history_budget=history_budget,
             history_ttl=history_ttl,
             lock_lease=lock_lease,
             summaries=summaries,
+            retention=retention,
         )
         self._hist = _Expiring()
         self._once = _Expiring()
@@ -108,21 +111,24 @@ class MemoryStore(MemoryVotes, Store):
         del self._holders[turn.conversation]
         self._fifo.release(turn.conversation)
 
-    async def load(self, conversation: str, budget: int, prompt_scopes: Sequence[str]) -> Context:
+    async def load(self, conversation, budget, prompt_scopes, meter=None, *, redactions=False):
         stored: list[StoredMessage] = self._hist.get(conversation) or []  # type: ignore[assignment]
         history = fit_newest(stored, budget)
         prompts = {s: self._prompts.get(s) for s in prompt_scopes}
+        reading = self.meter_read(meter) if meter is not None else None
+        placeholders = self.placeholders(conversation) if redactions else {}
         if not self.summaries:
-            return Context(history, prompts)
+            return Context(history, prompts, reading, placeholders)
         summary: Summary | None = self._summary.get(conversation)  # type: ignore[assignment]
         pending = len(self._pending.get(conversation) or ())  # type: ignore[arg-type]
-        return Context(history, prompts, summary, len(stored), pending)
+        return Context(history, prompts, reading, placeholders, summary, len(stored), pending)
 
     async def commit(
         self,
         turn: Turn,
         messages: Sequence[StoredMessage],
         usage: Usage | None,
+        record=None,
         *,
         fold: int = 0,
     ) -> int:
@@ -138,6 +144,8 @@ class MemoryStore(MemoryVotes, Store):
             self._pending.set(conv, pending[-PENDING_KEEP:], self.history_ttl)
         self._hist.set(conv, kept, self.history_ttl)
         self._subscribed.set(conv, True, self.history_ttl)
+        if messages:
+            self.keep_record(conv, record)
         if usage is not None:
             self._count(usage)
         await self.release(turn)
@@ -146,6 +154,7 @@ class MemoryStore(MemoryVotes, Store):
     async def clear(self, conversation: str) -> None:
         for d in (self._hist, self._pending, self._summary, self._fold_lease):
             d.pop(conversation)
+        self._rights()["redactions"].pop(conversation, None)
 
     async def subscribe(self, conversation: str) -> None:
         self._subscribed.set(conversation, True, self.history_ttl)
@@ -213,7 +222,7 @@ class MemoryStore(MemoryVotes, Store):
         )
         audit = self._audit.setdefault(record.scope, [])
         audit.insert(0, stored)
-        del audit[AUDIT_KEEP:]
+        self._prune(audit)
         return old
 
     async def prompt_history(self, scope: str, limit: int = 10) -> list[AuditRecord]:
@@ -222,8 +231,8 @@ class MemoryStore(MemoryVotes, Store):
     # -- usage
 
     def _count(self, usage: Usage) -> None:
-        if usage.day not in self._usage and len(self._usage) >= 35:
-            del self._usage[min(self._usage)]  # kept 35 days, as in Redis
+        if usage.day not in self._usage and len(self._usage) >= self.retention.usage_days:
+            del self._usage[min(self._usage)]  # kept USAGE_RETENTION_DAYS, as in Redis
         day = self._usage.setdefault(usage.day, {})
         for f, v in usage.fields().items():
             day[f] = day.get(f, 0) + v

@@ -15,13 +15,11 @@ import uuid
 from collections.abc import Sequence
 from importlib import resources
 
-from bot.store.base import AUDIT_KEEP, ONCE_TTL_SECONDS, PENDING_KEEP, USAGE_TTL_SECONDS, Store
+from bot.store.base import ONCE_TTL_SECONDS, PENDING_KEEP, Store
 from bot.store.codec import (
-    AuditRecord,
     Context,
     Summary,
     Usage,
-    UsageTotals,
     decode_message,
     encode_message,
 )
@@ -31,6 +29,8 @@ from bot.store.feedback_redis import RedisVotes
 from bot.store.keys import Keys
 from bot.store.locks import FifoLocks, Turn, start_renewal, stop_renewal
 from bot.store.pipeline import run_pipeline
+from bot.store.rights_redis import RIGHTS_SCRIPTS, RedisRights, commit_ops, load_ops, read_load
+from bot.store.shared_redis import RedisShared
 from bot.store.summary_redis import SUMMARY_SCRIPTS, RedisSummaries
 from bot.trimming import StoredMessage
 
@@ -44,6 +44,7 @@ SCRIPTS: dict[str, tuple[str, ...]] = {
     "append": ("append",),
     "prompt": ("prompt",),
     **SUMMARY_SCRIPTS,
+    **RIGHTS_SCRIPTS,
 }
 
 
@@ -53,7 +54,7 @@ def load_script(name: str) -> str:
     return "".join(folder.joinpath(f"{part}.lua").read_text("utf-8") for part in SCRIPTS[name])
 
 
-class RedisStore(RedisSummaries, RedisVotes, Store):
+class RedisStore(RedisRights, RedisSummaries, RedisVotes, RedisShared, Store):
     def __init__(
         self,
         url: str,
@@ -67,12 +68,14 @@ class RedisStore(RedisSummaries, RedisVotes, Store):
         cluster: bool = False,
         auth: str = "password",
         credential: object = None,
+        retention=None,
     ) -> None:
         super().__init__(
             history_budget=history_budget,
             history_ttl=history_ttl,
             lock_lease=lock_lease,
             summaries=summaries,
+            retention=retention,
         )
         import redis
 
@@ -97,6 +100,7 @@ class RedisStore(RedisSummaries, RedisVotes, Store):
         self._load = script["load"]
         self._append = script["append"]
         self._prompt = script["prompt"]
+        self.rights_script = {name: script[name] for name in RIGHTS_SCRIPTS}
 
     @contextlib.asynccontextmanager
     async def _guard(self):
@@ -217,11 +221,14 @@ class RedisStore(RedisSummaries, RedisVotes, Store):
                 raise StoreUnavailable(f"Redis: {type(r).__name__}: {r}") from r
         return res
 
-    async def load(self, conversation: str, budget: int, prompt_scopes: Sequence[str]) -> Context:
+    async def load(self, conversation, budget, prompt_scopes, meter=None, *, redactions=False):
         history_key = self.keys.conversation(conversation, "h")
         ops: list[tuple] = [("script", self._load, [history_key], [max(budget, 0)])]
         if prompt_scopes:
             ops.append(("mget", [self.keys.prompt(s) for s in prompt_scopes]))
+        n = len(ops)  # then budgets, rate and placeholders: the same round trip
+        ops += load_ops(self, conversation, meter, redactions)
+        m = len(ops)  # then, with summaries on, the history's length, summary and pending
         if self.summaries:
             c = self.keys.conversation
             ops += [
@@ -232,22 +239,32 @@ class RedisStore(RedisSummaries, RedisVotes, Store):
         res = await self._again(lambda: self._pipeline(ops))
         history = [decode_message(x) for x in res[0]]
         prompts = dict(zip(prompt_scopes, res[1], strict=True)) if prompt_scopes else {}
+        reading, placeholders = read_load(meter, redactions, res[n:m])
         if not self.summaries:
-            return Context(history, prompts)
-        stored, summary, pending = res[-3:]
-        return Context(history, prompts, Summary.decode(summary), int(stored), int(pending))
+            return Context(history, prompts, reading, placeholders)
+        stored, summary, pending = res[m : m + 3]
+        return Context(
+            history,
+            prompts,
+            reading,
+            placeholders,
+            Summary.decode(summary),
+            int(stored),
+            int(pending),
+        )
 
     async def commit(
         self,
         turn: Turn,
         messages: Sequence[StoredMessage],
         usage: Usage | None,
+        record=None,
         *,
         fold: int = 0,
     ) -> int:
         stop_renewal(turn)
         try:
-            return await self._commit(turn, messages, usage, fold)
+            return await self._commit(turn, messages, usage, record, fold)
         except StoreUnavailable:
             # The pipeline (or the release in it) failed — e.g. a cluster failover closed its
             # connection: free the lock now (idempotent) rather than after the lease.
@@ -260,7 +277,12 @@ class RedisStore(RedisSummaries, RedisVotes, Store):
             self._drop_local(turn)
 
     async def _commit(
-        self, turn: Turn, messages: Sequence[StoredMessage], usage: Usage | None, fold: int
+        self,
+        turn: Turn,
+        messages: Sequence[StoredMessage],
+        usage: Usage | None,
+        record=None,
+        fold: int = 0,
     ) -> int:
         conv, k = turn.conversation, self.keys
         keep = self.summaries
@@ -283,7 +305,9 @@ class RedisStore(RedisSummaries, RedisVotes, Store):
         if usage is not None:
             key = k.usage(usage.day)
             ops += [("hincrby", key, f, v) for f, v in usage.fields().items()]
-            ops.append(("expire", key, USAGE_TTL_SECONDS))
+            ops.append(("expire", key, self.retention.usage_seconds))
+        if messages:
+            ops += commit_ops(k, conv, record, self.history_ttl)
         ops.append(
             (
                 "script",
@@ -299,7 +323,7 @@ class RedisStore(RedisSummaries, RedisVotes, Store):
         k = self.keys
         async with self._guard():
             await self.r.delete(
-                *(k.conversation(conversation, part) for part in ("h", "t", "sp", "s", "sl"))
+                *(k.conversation(conversation, p) for p in ("h", "t", "r", "sp", "s", "sl"))
             )
 
     async def subscribe(self, conversation: str) -> None:
@@ -314,60 +338,6 @@ class RedisStore(RedisSummaries, RedisVotes, Store):
         async with self._guard():
             raw = await self.r.lrange(self.keys.conversation(conversation, "h"), 0, -1)
         return [decode_message(x) for x in raw]
-
-    # -- prompts
-
-    async def get_prompts(self, scopes: Sequence[str]) -> dict[str, str | None]:
-        if not scopes:
-            return {}
-        async with self._guard():
-            vals = await self.r.mget([self.keys.prompt(s) for s in scopes])
-        return dict(zip(scopes, vals, strict=True))
-
-    async def change_prompt(self, record: AuditRecord) -> str | None:
-        action = "reset" if record.new is None else "set"
-        async with self._guard():
-            return await self._prompt(
-                keys=[self.keys.prompt(record.scope), self.keys.audit(record.scope)],
-                args=[record.new or "", record.to_json(), action, AUDIT_KEEP],
-            )
-
-    async def prompt_history(self, scope: str, limit: int = 10) -> list[AuditRecord]:
-        async with self._guard():
-            raw = await self.r.lrange(self.keys.audit(scope), 0, limit - 1)
-        return [AuditRecord.from_json(x) for x in raw]
-
-    # -- usage
-
-    async def usage(self, days: Sequence[str], dimension: str) -> dict[str, UsageTotals]:
-        names = [f"{dimension}|{f}" for f in ("prompt", "completion", "replies", "estimated")]
-        async with self._guard():
-            async with self.r.pipeline(transaction=False) as pipe:
-                for d in days:
-                    pipe.hmget(self.keys.usage(d), names)
-                res = await pipe.execute()
-        return {
-            d: UsageTotals(*(int(v or 0) for v in vals)) for d, vals in zip(days, res, strict=True)
-        }
-
-    async def add_usage(self, usage: Usage) -> None:
-        key = self.keys.usage(usage.day)
-        ops: list[tuple] = [("hincrby", key, f, v) for f, v in usage.fields().items()]
-        await self._pipeline([*ops, ("expire", key, USAGE_TTL_SECONDS)])
-
-    # -- cache
-
-    async def cache_get(self, key: str) -> str | None:
-        async with self._guard():
-            return await self.r.get(self.keys.cache(key))
-
-    async def cache_set(self, key: str, value: str, ttl_seconds: int) -> None:
-        async with self._guard():
-            await self.r.set(self.keys.cache(key), value, ex=ttl_seconds)
-
-    async def cache_add(self, key: str, value: str, ttl_seconds: int) -> bool:
-        async with self._guard():
-            return bool(await self.r.set(self.keys.cache(key), value, ex=ttl_seconds, nx=True))
 
     # -- lifecycle
 
