@@ -77,3 +77,22 @@ class RedisVotes(FeedbackStore):
                 return []
             raws = await self.r.mget([k.feedback_vote(i) for i in ids])  # type: ignore[attr-defined]
         return [Vote.from_json(r) for r in raws if r]
+
+    async def delete_votes(self, ids: Sequence[str]) -> int:
+        if not ids:
+            return 0
+        k = self.keys  # type: ignore[attr-defined]
+        keys = [k.feedback_vote(i) for i in ids]
+        async with self._guard():  # type: ignore[attr-defined]
+            raws = await self.r.mget(keys)  # type: ignore[attr-defined]
+            found = [(key, Vote.from_json(raw)) for key, raw in zip(keys, raws, strict=True) if raw]
+            if not found:
+                return 0
+            async with self.r.pipeline(transaction=True) as pipe:  # type: ignore[attr-defined]
+                for key, vote in found:
+                    for f in vote.counter_fields():
+                        pipe.hincrby(k.feedback_day(vote.day), f, -1)
+                    pipe.delete(key)
+                    pipe.zrem(k.feedback_log(), vote.id)
+                await pipe.execute()
+        return len(found)

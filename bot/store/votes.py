@@ -79,6 +79,10 @@ class FeedbackStore(ABC):
     async def recent_votes(self, since: float, limit: int) -> list[Vote]:
         """Votes clicked at or after `since`, newest first, at most `limit`."""
 
+    @abstractmethod
+    async def delete_votes(self, ids: Sequence[str]) -> int:
+        """Erase votes by id (a data request), their day counts with them; how many were."""
+
 
 class MemoryVotes(FeedbackStore):
     """The in-process form, bounded like the Redis one."""
@@ -123,3 +127,16 @@ class MemoryVotes(FeedbackStore):
                 break
             out.append(v)
         return out
+
+    async def delete_votes(self, ids: Sequence[str]) -> int:
+        votes, days = self._votes_state()
+        gone = 0
+        for vote_id in ids:
+            old = votes.pop(vote_id, None)
+            if old is None:
+                continue
+            gone += 1
+            day = days.get(old.day, {})
+            for f in old.counter_fields():
+                day[f] = day.get(f, 0) - 1
+        return gone

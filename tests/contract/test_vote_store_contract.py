@@ -85,3 +85,26 @@ async def test_redis_votes_expire_like_usage(store, redis_url, key_prefix):
                 assert 0 < ttl <= VOTE_TTL_SECONDS
     finally:
         await r.aclose()
+
+
+async def test_deleting_votes_by_id_removes_them_and_their_counts(store):
+    await store.record_vote(vote("up", user="U1"))
+    await store.record_vote(vote("down", user="U2"))
+    day = vote().day
+    assert await store.delete_votes([vote(user="U1").id, "no-such-vote"]) == 1
+    assert [v.user for v in await store.recent_votes(0, 10)] == ["slack:T1:U2"]
+    assert (await store.vote_counts([day], "c|slack:T1:C1"))[day] == VoteCounts(0, 1)
+    assert await store.delete_votes([]) == 0
+
+
+async def test_a_users_votes_are_exported_and_erased_by_a_data_request(store):
+    from bot.rights import DataRights, feedback_sources, parse_user
+
+    await store.record_vote(vote("up", user="U1", comment="clear answer"))
+    await store.record_vote(vote("down", user="U2", answer="A2"))
+    rights = DataRights(store, sources=feedback_sources(store))
+    lines: list[dict] = []
+    await rights.export(parse_user("slack:T1:U1"), lines.append, "cli:test")
+    assert any(line.get("comment") == "clear answer" for line in lines), lines
+    await rights.delete_user(parse_user("slack:T1:U1"), "cli:test")
+    assert [v.user for v in await store.recent_votes(0, 10)] == ["slack:T1:U2"]
