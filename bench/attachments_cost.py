@@ -77,7 +77,7 @@ async def _seed(store: RedisStore, files: Files, counter: TokenCounter, conv: st
                 )
             )
             live = StoredMessage(
-                "user", USER_TEXT, plain.tokens + shared.tokens, None, tuple(shared.parts)
+                "user", USER_TEXT, plain.tokens + shared.tokens, None, parts=tuple(shared.parts)
             )
             kept = await files.keep(conv, history[-40:], live, shared)
             history.append(kept)
@@ -108,7 +108,9 @@ async def _turn(store: RedisStore, files: Files, counter: TokenCounter, conv: st
     ctx = await store.load(conv, ceiling, ["slack:T:C", "slack:T", "global"])
     system = StoredMessage("system", "You are helpful.", 8)
     shared = shared.within(TOKEN_LIMIT - MAX_RESPONSE - 3 - system.tokens - user_tokens)
-    user = StoredMessage("user", msg.text, user_tokens + shared.tokens, None, tuple(shared.parts))
+    user = StoredMessage(
+        "user", msg.text, user_tokens + shared.tokens, None, parts=tuple(shared.parts)
+    )
     loaded = await files.restore(conv, ctx.history)
     prompt = fit_prompt(system, loaded, user, TOKEN_LIMIT, MAX_RESPONSE)
     assert prompt is not None
@@ -195,7 +197,7 @@ async def memory(redis_url: str) -> dict:
         for label, atts in cases.items():
             conv = f"attmem-{label[:3]}"
             shared = await files.read(_message(0, *atts))
-            live = StoredMessage("user", USER_TEXT, 500, "Person_1", tuple(shared.parts))
+            live = StoredMessage("user", USER_TEXT, 500, "Person_1", parts=tuple(shared.parts))
             kept = await files.keep(conv, [], live, shared)
             turn = await store.acquire(conv, None)
             await store.commit(turn, [kept] * n, None)
@@ -230,7 +232,7 @@ async def memory(redis_url: str) -> dict:
             shared = await files.read(
                 _message(0, _attachment("x", "image/png" if "PNG" in label else "image/jpeg", data))
             )
-            live = StoredMessage("user", "x", 10, None, tuple(shared.parts))
+            live = StoredMessage("user", "x", 10, None, parts=tuple(shared.parts))
             conv = f"slot-{len(slots)}"
             kept = await files.keep(conv, [], live, shared)
             key = store.keys.cache(f"img:{conv}:{kept.parts[0]['slot']}")

@@ -129,7 +129,7 @@ class Answerer:
                 return  # nothing left to answer; the notices said why
             parts = tuple(shared.parts)
             user_msg = StoredMessage(
-                "user", text, user_tokens + shared.tokens, name, parts, user=asker
+                "user", text, user_tokens + shared.tokens, name, parts=parts, user=asker
             )
         stored_before = ctx.history  # images by reference, as the store keeps them
         loaded = await self.files.restore(conv, ctx.history) if self.files else ctx.history

@@ -9,7 +9,7 @@ property tests check, and the in-process store's implementation.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from bot.tokens import TOKENS_PER_MESSAGE
@@ -36,10 +36,11 @@ class StoredMessage:
     content: str
     tokens: int
     name: str | None = None
-    parts: tuple[dict[str, Any], ...] = ()
+    # Keyword-only, so that neither can be given for the other by position.
+    parts: tuple[dict[str, Any], ...] = field(default=(), kw_only=True)
     # Whose turn this message belongs to (`<platform>:<workspace>:<user id>`, the asker for an
     # assistant reply too), so a data-subject request can find and erase it; never sent.
-    user: str | None = None
+    user: str | None = field(default=None, kw_only=True)
 
     def to_openai(self) -> dict[str, Any]:
         msg: dict[str, Any] = {"role": self.role, "content": self.content}

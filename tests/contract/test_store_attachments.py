@@ -19,7 +19,7 @@ async def commit(store, conv, messages):
 
 async def test_parts_come_back_as_they_were_stored(make):  # noqa: F811
     store = make()
-    with_files = StoredMessage("user", "see\tthese", 900, "Ann", (IMAGE_REF, PDF))
+    with_files = StoredMessage("user", "see\tthese", 900, "Ann", parts=(IMAGE_REF, PDF))
     reply = StoredMessage("assistant", "done", 10)
     await commit(store, "c1", [with_files, reply])
     assert (await store.load("c1", 10_000, [])).history == [with_files, reply]
@@ -27,7 +27,7 @@ async def test_parts_come_back_as_they_were_stored(make):  # noqa: F811
 
 async def test_trimming_drops_a_message_and_its_attachments_together(make):  # noqa: F811
     store = make(history_budget=1000)
-    big = StoredMessage("user", "look", 900, None, (IMAGE_REF,))
+    big = StoredMessage("user", "look", 900, None, parts=(IMAGE_REF,))
     await commit(store, "c2", [big, StoredMessage("assistant", "a red square", 20)])
     dropped = await commit(
         store, "c2", [StoredMessage("user", "and?", 60), StoredMessage("assistant", "yes", 60)]
@@ -43,5 +43,5 @@ async def test_image_slots_live_in_the_stores_cache(make):  # noqa: F811
     files = Files(TokenCounter(), store, max_bytes=10**6, images_enabled=True, history_ttl=60)
     ref = dict(IMAGE_REF, sha="s1")
     await store.cache_set("img:c3:0", "s1\tdata:image/png;base64,AAAA", 60)
-    [restored] = await files.restore("c3", [StoredMessage("user", "x", 800, None, (ref,))])
+    [restored] = await files.restore("c3", [StoredMessage("user", "x", 800, None, parts=(ref,))])
     assert restored.parts[0]["image_url"]["url"] == "data:image/png;base64,AAAA"

@@ -29,8 +29,8 @@ def req(defaults=(0, 0, 0), rate=0, user="slack:T:U1", minute=1000) -> MeterRequ
 
 def said(user: str, n: int, tokens: int = 10) -> list[StoredMessage]:
     return [
-        StoredMessage("user", f"q{n} by {user}", tokens, None, user),
-        StoredMessage("assistant", f"a{n} for {user}", tokens, None, user),
+        StoredMessage("user", f"q{n} by {user}", tokens, None, user=user),
+        StoredMessage("assistant", f"a{n} for {user}", tokens, None, user=user),
     ]
 
 
@@ -91,8 +91,8 @@ async def test_placeholders_are_kept_with_the_turn_and_forgotten_on_reset(make):
 
 def test_messages_stored_before_user_ids_still_load():
     old = "10\tuser\tAl\tq0\twith a tab"
-    assert decode_message(old) == StoredMessage("user", "q0\twith a tab", 10, "Al", None)
-    new = StoredMessage("assistant", "a", 3, None, "teams:tid:9f\t\x1ex")
+    assert decode_message(old) == StoredMessage("user", "q0\twith a tab", 10, "Al", user=None)
+    new = StoredMessage("assistant", "a", 3, None, user="teams:tid:9f\t\x1ex")
     back = decode_message(encode_message(new))
     assert back.user == "teams:tid:9f  x" and back.content == "a" and back.name is None
 

@@ -194,7 +194,7 @@ async def test_file_names_cannot_carry_markup_or_pings():
 
 
 def test_a_message_with_parts_survives_the_store_codec():
-    m = StoredMessage("user", "see\tthis", 300, "Ann", ({"type": "text", "text": "a\tb"},))
+    m = StoredMessage("user", "see\tthis", 300, "Ann", parts=({"type": "text", "text": "a\tb"},))
     raw = encode_message(m)
     assert raw.startswith("300\tuser\tAnn*\t")
     assert decode_message(raw) == m
@@ -203,7 +203,7 @@ def test_a_message_with_parts_survives_the_store_codec():
 
 
 def test_trimming_drops_a_message_with_its_attachments_as_one():
-    big = StoredMessage("user", "img", 900, None, ({"type": "image_url"},))
+    big = StoredMessage("user", "img", 900, None, parts=({"type": "image_url"},))
     rest = [StoredMessage("assistant", "a", 10), StoredMessage("user", "q", 10)]
     kept = fit_newest([big, *rest], 500)
     assert kept == [rest[1]]  # the first kept message is a user message
@@ -213,7 +213,7 @@ async def test_images_are_kept_by_reference_and_restored_for_follow_ups():
     store = MemoryStore(history_budget=100_000, history_ttl=60)
     files_ = reader(store)
     shared = await files_.read(msg(att("shot.png", "image/png", files.image("PNG"))))
-    live = StoredMessage("user", "look", 300, None, tuple(shared.parts))
+    live = StoredMessage("user", "look", 300, None, parts=tuple(shared.parts))
     kept = await files_.keep("conv", [], live, shared)
     assert kept.parts[0]["type"] == "image_ref" and "base64" not in encode_message(kept)
     restored = await files_.restore("conv", [kept])
@@ -227,7 +227,7 @@ async def test_a_conversation_keeps_at_most_images_kept_images():
     for i in range(IMAGES_KEPT + 2):
         png = files.image("PNG", color=(i, 0, 0))
         shared = await files_.read(msg(att(f"s{i}.png", "image/png", png)))
-        live = StoredMessage("user", "x", 300, None, tuple(shared.parts))
+        live = StoredMessage("user", "x", 300, None, parts=tuple(shared.parts))
         history.append(await files_.keep("conv", history, live, shared))
     assert len({m.parts[0]["slot"] for m in history}) == IMAGES_KEPT
     restored = await files_.restore("conv", history)

@@ -40,8 +40,8 @@ async def turn(store, user: str, n: int) -> None:
     t = await store.acquire("slack:T:C:1", f"m{n}")
     day = time.strftime("%Y-%m-%d", time.gmtime())
     said = [
-        StoredMessage("user", f"q{n}", 5, None, user),
-        StoredMessage("assistant", f"a{n}", 5, None, user),
+        StoredMessage("user", f"q{n}", 5, None, user=user),
+        StoredMessage("assistant", f"a{n}", 5, None, user=user),
     ]
     await store.commit(t, said, Usage("slack:T", "slack:T:C", user, 3, 2, day), TurnRecord(user))
 
@@ -78,8 +78,11 @@ async def test_export_and_erasure_cover_messages_usage_audit_and_feedback():
     assert "U1" not in repr(requests)
 
 
-def test_a_store_without_feedback_gets_no_feedback_source():
-    assert feedback_sources(MemoryStore(history_budget=10, history_ttl=10)) == []
+def test_stores_that_keep_feedback_offer_it_to_data_requests_and_others_do_not():
+    assert feedback_sources(object()) == []
+    assert isinstance(
+        feedback_sources(MemoryStore(history_budget=10, history_ttl=10))[0], FeedbackSource
+    )
     assert isinstance(
         feedback_sources(StoreWithFeedback(history_budget=10, history_ttl=10))[0], FeedbackSource
     )
