@@ -20,6 +20,7 @@ from bot.app import Service, build_service
 from bot.doctor import Check, PlatformCheck, known, run_doctor
 from bot.messages import Adapter, IncomingMessage
 from bot.settings import Settings, SettingsError, load_settings
+from bot.workers import add_serve_arguments, become_worker, supervise
 
 log = logging.getLogger("threadwise.cli")
 
@@ -29,7 +30,8 @@ def _parser() -> argparse.ArgumentParser:
         prog="threadwise", description="Slack and Teams chatbot on Azure OpenAI"
     )
     sub = p.add_subparsers(dest="command", required=True)
-    sub.add_parser("serve", help="run the service for every configured platform")
+    serve = sub.add_parser("serve", help="run the service for every configured platform")
+    add_serve_arguments(serve)
     chat = sub.add_parser("chat", help="talk to the bot from the terminal")
     chat.add_argument("--thread", default="default", help="conversation name (default: default)")
     sub.add_parser("doctor", help="check settings and dependencies")
@@ -70,8 +72,12 @@ def main(argv: list[str] | None = None) -> int:
         setup_logging(settings.log_level, settings.log_format, settings.secrets())
     try:
         if args.command == "serve":
+            if args.workers > 1 and args.worker_id is None:
+                return asyncio.run(supervise(settings, args.workers))
+            if args.worker_id is not None:
+                become_worker(args.worker_id)
             with asyncio.Runner(loop_factory=_service_loop()) as runner:
-                return runner.run(run_serve(settings))
+                return runner.run(run_serve(settings, worker=args.worker_id))
         if args.command == "chat":
             return asyncio.run(run_chat(settings, args.thread, sys.stdin, sys.stdout))
         if args.command == "doctor":
@@ -201,7 +207,8 @@ def banner(settings: Settings, adapters: list[Adapter]) -> str:
     return "\n".join(lines)
 
 
-async def run_serve(settings: Settings) -> int:
+async def run_serve(settings: Settings, *, worker: int | None = None) -> int:
+    """`worker`: this process is one of `serve --workers N` (bot/workers.py)."""
     from bot.server import serve
 
     if not (settings.slack_enabled or settings.teams_enabled):
@@ -217,8 +224,9 @@ async def run_serve(settings: Settings) -> int:
     except BaseException:
         await service.close()
         raise
-    print(banner(settings, adapters), flush=True)
-    await serve(service, adapters)
+    if not worker:  # one banner for all workers
+        print(banner(settings, adapters), flush=True)
+    await serve(service, adapters, reuse_port=worker is not None)
     return 0
 
 
