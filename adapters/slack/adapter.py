@@ -35,6 +35,7 @@ from slack_bolt.async_app import AsyncApp
 
 from adapters.slack import listeners, slash
 from adapters.slack.api import DEFAULT_API_URL, error_code, log_failure, make_client
+from adapters.slack.identity import BotIdentity
 from adapters.slack.ingress import Admitted, admit, bolt_request
 from adapters.slack.intake import Intake, provide
 from adapters.slack.reply import SlackReplies
@@ -82,7 +83,10 @@ class SlackAdapter:
         self.replies = SlackReplies(self.client, metrics)
         self.names = UserNames(self.client, cache)
         self._socket: Any = None  # AsyncSocketModeHandler, made in start() (it needs a loop)
-        self._auth: Any = None  # auth.test's answer, once Slack has given it
+        self.identity = BotIdentity(self.client)  # one auth.test for start-up and bolt
+        # bolt's client carries no token: bolt takes the token from `authorize` (bolt warns
+        # that a token next to `authorize` is ignored); the session is shared in start().
+        self._bolt_client = make_client(None, api_url or DEFAULT_API_URL)
         self.intake = Intake(
             handler=handler,
             replies=self.replies,
@@ -93,7 +97,8 @@ class SlackAdapter:
 
         self.app = AsyncApp(
             name="threadwise",
-            client=self.client,
+            client=self._bolt_client,
+            authorize=self.identity.authorizer(),
             # bolt never sees the secret: handle_http has checked the signature (ingress.py)
             # before bolt gets the request, and Socket Mode requests carry none.
             signing_secret="",
@@ -124,6 +129,7 @@ class SlackAdapter:
             self.client.session = aiohttp.ClientSession(
                 timeout=aiohttp.ClientTimeout(total=self.client.timeout)
             )
+        self._bolt_client.session = self.client.session
         try:
             await self._start()
         except BaseException:
@@ -132,14 +138,14 @@ class SlackAdapter:
 
     async def _start(self) -> None:
         try:
-            self._auth = await self.client.auth_test()
+            auth = await self.identity.get()
             log.info(
                 "slack connected",
                 extra={
-                    "team_id": self._auth.get("team_id"),
-                    "enterprise_id": self._auth.get("enterprise_id"),
-                    "is_enterprise_install": self._auth.get("is_enterprise_install"),
-                    "bot_user_id": self._auth.get("user_id"),
+                    "team_id": auth.get("team_id"),
+                    "enterprise_id": auth.get("enterprise_id"),
+                    "is_enterprise_install": auth.get("is_enterprise_install"),
+                    "bot_user_id": auth.get("user_id"),
                 },
             )
         except Exception as e:
@@ -189,6 +195,7 @@ class SlackAdapter:
 
     async def _close_session(self) -> None:
         session, self.client.session = self.client.session, None
+        self._bolt_client.session = None
         if session is not None and not session.closed:
             await session.close()
 
@@ -220,9 +227,9 @@ class SlackAdapter:
 
     async def _ready(self) -> bool:
         """Whether the bot knows who it is (auth.test), asking Slack when it does not yet."""
-        if self._auth is None:
+        if self.identity.auth is None:
             try:
-                self._auth = await self.client.auth_test()
+                await self.identity.get()
             except Exception as e:
                 log_failure("auth.test", e, level=logging.ERROR)
                 return False
