@@ -132,6 +132,7 @@ async def serve(
     app = build_app(service, adapters)
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
+    await service.store.warm()
     # Senders open connections in bursts (Slack retries, a busy minute): a listen queue deeper
     # than aiohttp's 128 keeps a burst from being refused (bench/README.md).
     site = web.TCPSite(

@@ -130,5 +130,9 @@ class Store(TurnStore, PromptStore, UsageStore, CacheStore):
         """
         return ""
 
+    async def warm(self) -> None:
+        """Open connections up front (start-up), where the store has any."""
+        return None
+
     async def close(self) -> None:
         return None
