@@ -13,6 +13,7 @@ import logging
 import re
 import time
 
+from bot.admission import Admission
 from bot.llm import Completion, LLMClient, ModelError
 from bot.messages import IncomingMessage, ReplyStream, ReplyTarget
 from bot.metrics import Metrics
@@ -63,11 +64,14 @@ class Answerer:
         # Model calls in flight in this process. Taken only while holding a conversation's
         # lock and never held while waiting for one, so slots and locks cannot deadlock.
         self._model_slots = asyncio.Semaphore(model_max_concurrency)
+        # The work before the model, in arrival order (bot/admission.py).
+        self.admission = Admission()
 
     async def answer(self, message: IncomingMessage, reply: ReplyTarget, turn: Turn) -> None:
         """Answer `message` from the model under the conversation's claim `turn`."""
         if self.llm is None:
             raise RuntimeError("no model configured")
+        await self.admission.enter()  # left below, before the model, or when the turn ends
         conv = message.conversation_key
         text = message.text.strip()
         name = None if message.is_dm else speaker_name(message.user_name)
@@ -97,6 +101,7 @@ class Answerer:
         if len(history) < len(ctx.history):
             self.metrics.trimmed.inc(len(ctx.history) - len(history))
 
+        self.admission.leave()
         await reply.typing()
         stream = reply.stream()
         shown: list[str] = []
