@@ -41,7 +41,7 @@ class ServeProcess:
         env: dict[str, str],
         *,
         port: int | None = None,
-        ready_timeout=20.0,
+        ready_timeout=60.0,  # a busy machine: start-up imports take seconds per process
         args: tuple[str, ...] = (),
     ):
         self.args = args  # after `serve`, e.g. ("--workers", "2")
