@@ -1,6 +1,6 @@
 """Run the benchmarks and print one summary table: `python -m bench [NAME ...] [--smoke]`.
 
-    python -m bench                      # all seven, a few minutes on 2 cores
+    python -m bench                      # all nine, a few minutes on 2 cores
     python -m bench throughput           # one (or several) by name, or by number: python -m bench 2
     python -m bench --smoke              # each in a few seconds: checks they work, not the numbers
 
@@ -30,6 +30,8 @@ BENCHES = [
     "first_token",
     "memory",
     "text_cleaning",
+    "lean",
+    "scale_out",
 ]
 
 
@@ -130,6 +132,30 @@ def summary_rows(name: str, d: dict) -> list[list[str]]:
                     for k, r in p.items()
                 ),
                 _yes(d["met"]),
+            ]
+        ]
+    if name == "lean":
+        return [
+            [
+                f"8 cold burst of {r['burst']:,}",
+                "1 auth.test; short replies without appendStream",
+                f"auth.test {r['auth_test_calls']}; mention → model p50 "
+                f"{r['mention_to_model']['p50_ms']} ms, p99 {r['mention_to_model']['p99_ms']} ms; "
+                f"appendStream {r['append_stream_calls']}; {r['cpu']['service_cpu_ms_per_msg']} "
+                "ms CPU/answer",
+                _yes(r["auth_test_calls"] == 1 and r["answered_twice"] == 0),
+            ]
+            for r in d["rows"]
+        ]
+    if name == "scale_out":
+        return [
+            [
+                "9 scale-out",
+                "throughput grows with replicas and workers; 0 lost, 0 twice, order kept",
+                "; ".join(
+                    f"{r['replicas']}×{r['workers']}w {r['answered_per_s']}/s" for r in d["rows"]
+                ),
+                _yes(d["clean"]),
             ]
         ]
     return []
