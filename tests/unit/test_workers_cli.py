@@ -1,0 +1,27 @@
+"""`serve --workers N` on the command line: what it accepts and what it refuses up front."""
+
+from __future__ import annotations
+
+import pytest
+
+from bot.cli import _parser, main
+
+
+def test_workers_default_to_one_and_take_a_positive_number():
+    assert _parser().parse_args(["serve"]).workers == 1
+    assert _parser().parse_args(["serve", "--workers", "3"]).workers == 3
+    for bad in ("0", "-2", "two"):
+        with pytest.raises(SystemExit):
+            _parser().parse_args(["serve", "--workers", bad])
+
+
+def test_more_socket_mode_workers_than_slack_allows_are_refused(monkeypatch, capsys, tmp_path):
+    monkeypatch.chdir(tmp_path)  # no developer .env
+    monkeypatch.setenv("SLACK_BOT_TOKEN", "xoxb-test")
+    monkeypatch.setenv("SLACK_APP_TOKEN", "xapp-test")
+    monkeypatch.setenv("OPENAI_BASE_URL", "http://127.0.0.1:9/v1")
+    monkeypatch.setenv("OPENAI_API_KEY", "k")
+    monkeypatch.setenv("AZURE_OPENAI_DEPLOYMENT", "gpt-4o")
+    assert main(["serve", "--workers", "11"]) == 2
+    err = capsys.readouterr().err
+    assert "--workers 11" in err and "at most 10" in err
