@@ -147,6 +147,7 @@ async def measure(replicas: int, workers: int, conversations: int, warmup: float
         counts = slack.reply_tags()
         all_tags = [t for tags in sent.values() for t in tags]
         out_of_order = 0
+        unanswered: list[str] = []  # what those threads show instead (an apology, a notice)
         for (ch, root), tags in sent.items():
             shown = [
                 f"[m{m}]"
@@ -156,6 +157,9 @@ async def measure(replicas: int, workers: int, conversations: int, warmup: float
             ]
             if shown != tags:
                 out_of_order += 1
+                unanswered += [
+                    m.text[:80] for m in slack.thread(ch, root) if not TAG.search(m.text)
+                ]
         return {
             "replicas": replicas,
             "workers": workers,
@@ -165,6 +169,7 @@ async def measure(replicas: int, workers: int, conversations: int, warmup: float
             "lost": sum(1 for t in all_tags if counts.get(t, 0) == 0),
             "answered_twice": sum(1 for t in all_tags if counts.get(t, 0) > 1),
             "threads_out_of_order": out_of_order,
+            "not_echoed": unanswered[:5],
             "errors": errors[:5],
             "error_count": len(errors),
         }
