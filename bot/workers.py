@@ -34,6 +34,7 @@ from bot.settings import Settings, SettingsError
 log = logging.getLogger("threadwise.workers")
 
 SOCKET_MODE_MAX_CONNECTIONS = 10  # Slack's limit of concurrent Socket Mode connections per app
+SUPERVISOR_ENV = "THREADWISE_SUPERVISOR_PID"  # the parent's pid, for the worker to check
 KILL_AFTER_SECONDS = 90.0  # a worker's own grace (60 s in bot/server.py) plus a margin
 
 
@@ -91,7 +92,9 @@ def become_worker(worker: int) -> None:
 
             pr_set_pdeathsig = 1
             ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
-            if os.getppid() == 1:  # the parent was gone before the line above ran
+            # The parent was gone before the line above ran. (Compared with the pid the parent
+            # gave, not with 1: in a container the parent itself is often pid 1.)
+            if str(os.getppid()) != os.environ.get(SUPERVISOR_ENV, str(os.getppid())):
                 os.kill(os.getpid(), signal.SIGTERM)
 
 
@@ -112,7 +115,13 @@ async def supervise(settings: Settings, n: int) -> int:
     children: dict[int, asyncio.subprocess.Process] = {}
     for i in range(n):
         children[i] = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "bot", "serve", "--worker-id", str(i)
+            sys.executable,
+            "-m",
+            "bot",
+            "serve",
+            "--worker-id",
+            str(i),
+            env={**os.environ, SUPERVISOR_ENV: str(os.getpid())},
         )
     log.info("workers started", extra={"workers": n, "pids": [p.pid for p in children.values()]})
     stop = asyncio.Event()

@@ -25,3 +25,35 @@ def test_more_socket_mode_workers_than_slack_allows_are_refused(monkeypatch, cap
     assert main(["serve", "--workers", "11"]) == 2
     err = capsys.readouterr().err
     assert "--workers 11" in err and "at most 10" in err
+
+
+def test_a_worker_whose_parent_is_pid_1_keeps_running(monkeypatch):
+    """In a container `serve --workers N` is often pid 1: its workers must not take that for
+    a dead parent (only a parent pid other than the one it was given means that)."""
+    import ctypes
+    import logging
+    import os
+    import signal
+
+    from bot import workers
+
+    class NoPrctl:  # the test runner itself must not get a parent-death signal
+        def __init__(self, *a, **kw) -> None:
+            self.prctl = lambda *a: 0
+
+    killed: list[int] = []
+    monkeypatch.setattr(ctypes, "CDLL", NoPrctl)
+    monkeypatch.setattr(os, "getppid", lambda: 1)
+    monkeypatch.setattr(os, "kill", lambda pid, sig: killed.append(sig))
+    monkeypatch.setenv(workers.SUPERVISOR_ENV, "1")
+    root = logging.getLogger()
+    before = {h: list(h.filters) for h in root.handlers}
+    try:
+        workers.become_worker(0)
+        assert killed == []
+        monkeypatch.setenv(workers.SUPERVISOR_ENV, "4242")  # the parent it was given is gone
+        workers.become_worker(0)
+        assert killed == [signal.SIGTERM]
+    finally:
+        for h, filters in before.items():
+            h.filters[:] = filters
