@@ -29,6 +29,7 @@ import logging
 from typing import Any, Protocol
 
 from adapters.buffered import BufferedStream
+from adapters.pacing import next_update, update_due
 from adapters.posting import Posted, deliver, fitting_prefix, open_fence, remainder
 from adapters.text import split_markdown
 from bot.messages import AnswerInfo
@@ -62,6 +63,7 @@ class Sink(Protocol):
     edit_interval: float | None  # seconds between edits in post-and-edit; None: cannot edit
     open_wait: float | None  # open a placeholder after this long without text; None: never
     max_seconds: float | None  # how long one message may stay live; None: no bound
+    # optional: min_update (characters) and hold (seconds), the pacing in adapters/pacing.py
 
     def length(self, text: str) -> int: ...
 
@@ -127,7 +129,7 @@ class LiveStream:
         if self.mode == "plain":
             return
         async with self._lock:
-            if self._due():
+            if update_due(self):
                 await self._flush()  # the model waits while a due update goes out
             else:
                 self._wake.set()  # the pump shows it when the interval is over
@@ -202,16 +204,13 @@ class LiveStream:
                 self._wake.clear()
                 await _wait(self._wake, None if cap is None else cap - now)
                 continue
-            if not self._due():
-                due = (self._last or 0.0) + self._interval
+            if not update_due(self):
+                due = next_update(self)
                 await _wait(self._finishing, (due if cap is None else min(due, cap)) - now)
                 continue
             async with self._lock:
-                if self._dirty and self._due() and not self._finishing.is_set():
+                if self._dirty and update_due(self) and not self._finishing.is_set():
                     await self._flush()
-
-    def _due(self) -> bool:
-        return self._last is None or self._loop.time() - self._last >= self._interval
 
     async def _flush(self) -> None:
         self._dirty = False

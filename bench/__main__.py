@@ -1,6 +1,6 @@
 """Run the benchmarks and print one summary table: `python -m bench [NAME ...] [--smoke]`.
 
-    python -m bench                      # all eight, a few minutes on 2 cores
+    python -m bench                      # all of them, a few minutes on 2 cores
     python -m bench throughput           # one (or several) by name, or by number: python -m bench 2
     python -m bench --smoke              # each in a few seconds: checks they work, not the numbers
 
@@ -31,6 +31,8 @@ BENCHES = [
     "memory",
     "text_cleaning",
     "summary_cost",
+    "lean",
+    "scale_out",
 ]
 
 
@@ -143,6 +145,30 @@ def summary_rows(name: str, d: dict) -> list[list[str]]:
                 f"({d['extra_share']:.1%} of answers'); answer path p50 {on['p50_ms']} ms on "
                 f"vs {off['p50_ms']} ms off",
                 _yes(on["p50_ms"] <= off["p50_ms"] * 1.25 + 1),
+            ]
+        ]
+    if name == "lean":
+        return [
+            [
+                f"9 cold burst of {r['burst']:,}",
+                "1 auth.test; short replies without appendStream",
+                f"auth.test {r['auth_test_calls']}; mention → model p50 "
+                f"{r['mention_to_model']['p50_ms']} ms, p99 {r['mention_to_model']['p99_ms']} ms; "
+                f"appendStream {r['append_stream_calls']}; {r['cpu']['service_cpu_ms_per_msg']} "
+                "ms CPU/answer",
+                _yes(r["auth_test_calls"] == 1 and r["answered_twice"] == 0),
+            ]
+            for r in d["rows"]
+        ]
+    if name == "scale_out":
+        return [
+            [
+                "10 scale-out",
+                "throughput grows with replicas and workers; 0 lost, 0 twice, order kept",
+                "; ".join(
+                    f"{r['replicas']}×{r['workers']}w {r['answered_per_s']}/s" for r in d["rows"]
+                ),
+                _yes(d["clean"]),
             ]
         ]
     return []

@@ -12,6 +12,7 @@ import logging
 import re
 import time
 
+from bot.admission import Admission
 from bot.attachments import Files
 from bot.llm import Completion, LLMClient, ModelError
 from bot.messages import AnswerInfo, IncomingMessage, ReplyStream, ReplyTarget
@@ -84,11 +85,16 @@ class Answerer:
         # in flight are limited by the client's pacer (bot/pacing.py), entered only while
         # holding a conversation's lock and never held while waiting for one.
         self.token_ratio = token_ratio or TokenRatio()
+        # The work before the model, in arrival order (bot/admission.py).
+        self.admission = Admission()
 
     async def answer(self, message: IncomingMessage, reply: ReplyTarget, turn: Turn) -> None:
         """Answer `message` from the model under the conversation's claim `turn`."""
         if self.llm is None:
             raise RuntimeError("no model configured")
+        # Files are downloaded and read before the gate: slow I/O must not hold a place.
+        shared = await self.files.read(message) if self.files and message.attachments else None
+        await self.admission.enter()  # left below, before the model, or when the turn ends
         conv = message.conversation_key
         text = message.text.strip()
         token_limit = self.token_ratio.budget_limit(
@@ -96,7 +102,6 @@ class Answerer:
         )
         name = None if message.is_dm else speaker_name(message.user_name)
         user_tokens = await self.counter.amessage_tokens("user", text, name)
-        shared = await self.files.read(message) if self.files and message.attachments else None
         scopes = scopes_for(message)
         # The system prompt is not known before the load: read what could fit beside the message.
         new_tokens = user_tokens + (shared.tokens if shared else 0)
@@ -157,6 +162,7 @@ class Answerer:
         if len(history) < len(ctx.history):
             self.metrics.trimmed.inc(len(ctx.history) - len(history))
 
+        self.admission.leave()
         stream = reply.stream()
         shown: list[str] = []
         stop_status: list = []

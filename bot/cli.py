@@ -37,6 +37,7 @@ from bot.preflight import (
 )
 from bot.server import StartFailed
 from bot.settings import Settings, SettingsError, load_settings
+from bot.workers import add_serve_arguments, become_worker, supervise
 
 log = logging.getLogger("threadwise.cli")
 
@@ -56,6 +57,7 @@ def _parser() -> argparse.ArgumentParser:
         description=SERVE_HELP,
         formatter_class=raw,
     )
+    add_serve_arguments(serve)
     serve.set_defaults(run=_serve, service_logs=True)
     chat = sub.add_parser(
         "chat",
@@ -148,8 +150,12 @@ def _main(argv: list[str] | None) -> int:
 
 
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
+    if args.workers > 1 and args.worker_id is None:
+        return asyncio.run(supervise(settings, args.workers))
+    if args.worker_id is not None:
+        become_worker(args.worker_id)
     with asyncio.Runner(loop_factory=_service_loop()) as runner:
-        return runner.run(run_serve(settings))
+        return runner.run(run_serve(settings, worker=args.worker_id))
 
 
 def _chat(args: argparse.Namespace, settings: Settings) -> int:
@@ -262,7 +268,8 @@ def check_anonymous_teams(settings: Settings) -> None:
         )
 
 
-async def run_serve(settings: Settings) -> int:
+async def run_serve(settings: Settings, *, worker: int | None = None) -> int:
+    """`worker`: this process is one of `serve --workers N` (bot/workers.py)."""
     from bot.server import serve
 
     if not (settings.slack_enabled or settings.teams_enabled):
@@ -278,10 +285,11 @@ async def run_serve(settings: Settings) -> int:
     except BaseException:
         await service.close()
         raise
-    print(banner(settings, adapters), flush=True)
+    if not worker:  # one banner for all workers
+        print(banner(settings, adapters), flush=True)
     if warning := await redis_start_warning(settings, service.store):
         log.warning(warning)
-    await serve(service, adapters)
+    await serve(service, adapters, reuse_port=worker is not None)
     return 0
 
 

@@ -133,15 +133,23 @@ def build_app(service: Service, adapters: list[Adapter]) -> web.Application:
     return app
 
 
-async def serve(service: Service, adapters: list[Adapter], *, grace: float = 60.0) -> None:
-    """Run until SIGTERM/SIGINT, then stop taking events and finish the replies in flight."""
+async def serve(
+    service: Service, adapters: list[Adapter], *, grace: float = 60.0, reuse_port: bool = False
+) -> None:
+    """Run until SIGTERM/SIGINT, then stop taking events and finish the replies in flight.
+
+    `reuse_port`: one of several workers binding the same port (SO_REUSEPORT, bot/workers.py).
+    """
     settings = service.settings
     app = build_app(service, adapters)
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
+    await service.store.warm()
     # Senders open connections in bursts (Slack retries, a busy minute): a listen queue deeper
     # than aiohttp's 128 keeps a burst from being refused (bench/README.md).
-    site = web.TCPSite(runner, settings.host, settings.port, backlog=1024)
+    site = web.TCPSite(
+        runner, settings.host, settings.port, backlog=1024, reuse_port=reuse_port or None
+    )
     await site.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

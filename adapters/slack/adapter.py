@@ -35,9 +35,10 @@ from slack_bolt.async_app import AsyncApp
 
 from adapters.slack import assistant, home, listeners, slash
 from adapters.slack import feedback as slack_feedback
-from adapters.slack.api import DEFAULT_API_URL, configure_client, error_code, log_failure
+from adapters.slack.api import DEFAULT_API_URL, error_code, log_failure, make_client
 from adapters.slack.assistant import Pane
 from adapters.slack.files import SlackFiles
+from adapters.slack.identity import BotIdentity
 from adapters.slack.ingress import Admitted, admit, bolt_request
 from adapters.slack.intake import Intake, provide
 from adapters.slack.reply import SlackReplies
@@ -56,24 +57,24 @@ CLOSE_GRACE_SECONDS = 5.0
 READY_PROBE_SECONDS = 2.0  # a readiness probe's own budget for asking auth.test again
 
 
-def _bolt_app(bot_token: str) -> AsyncApp:
-    """The bolt app, holding the bot token itself.
+class _TokenNotices(logging.Filter):
+    """Drops bolt's start-up notices that SLACK_BOT_TOKEN "will be unused" / "ignored".
 
-    bolt reads SLACK_BOT_TOKEN from the environment on its own; given a `client` as well, it
-    warns that this token "will be unused". So bolt gets the token and makes the client, which
-    the adapter then points at SLACK_API_URL (`configure_client`).
+    bolt reads SLACK_BOT_TOKEN from the environment by itself, where deployments keep it, and
+    warns that it goes unused next to a `client` and an `authorize` — which here serve that very
+    token (`BotIdentity`). Every other bolt record passes.
     """
-    return AsyncApp(
-        name="threadwise",
-        token=bot_token,
-        # bolt never sees the secret: handle_http has checked the signature (ingress.py)
-        # before bolt gets the request, and Socket Mode requests carry none.
-        signing_secret="",
-        request_verification_enabled=False,
-        # route() drops this bot's own messages itself, so they are counted as ignored.
-        ignoring_self_events_enabled=False,
-        process_before_response=False,  # ack first, then run the listener
-    )
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = record.getMessage()
+        return not ("token" in text and ("will be unused" in text or "will be ignored" in text))
+
+
+def _bolt_logger() -> logging.Logger:
+    logger = logging.getLogger("threadwise.slack.bolt")
+    if not any(isinstance(f, _TokenNotices) for f in logger.filters):
+        logger.addFilter(_TokenNotices())
+    return logger
 
 
 class SlackAdapter:
@@ -109,16 +110,16 @@ class SlackAdapter:
         self.metrics = metrics
         self._app_token = app_token
         self._signing_secret = signing_secret or ""
-        self.app = _bolt_app(bot_token)
-        # The one Web API client is bolt's own, set up for SLACK_API_URL and Slack's retries: the
-        # listeners' per-request clients copy its URL and session.
-        self.client = configure_client(self.app.client, api_url or DEFAULT_API_URL)
+        self.client = make_client(bot_token, api_url or DEFAULT_API_URL)
         self.replies = SlackReplies(
             self.client, metrics, feedback=feedback is not None and feedback.enabled
         )
         self.names = UserNames(self.client, cache)
         self._socket: Any = None  # AsyncSocketModeHandler, made in start() (it needs a loop)
-        self._auth: Any = None  # auth.test's answer, once Slack has given it
+        self.identity = BotIdentity(self.client)  # one auth.test for start-up and bolt
+        # bolt's client carries no token: bolt takes the token from `authorize` (bolt warns
+        # that a token next to `authorize` is ignored); the session is shared in start().
+        self._bolt_client = make_client(None, api_url or DEFAULT_API_URL)
         self.intake = Intake(
             handler=handler,
             replies=self.replies,
@@ -131,6 +132,19 @@ class SlackAdapter:
             files=SlackFiles(self.client, bot_token=bot_token, api_url=api_url or DEFAULT_API_URL),
         )
 
+        self.app = AsyncApp(
+            name="threadwise",
+            client=self._bolt_client,
+            authorize=self.identity.authorizer(),
+            logger=_bolt_logger(),
+            # bolt never sees the secret: handle_http has checked the signature (ingress.py)
+            # before bolt gets the request, and Socket Mode requests carry none.
+            signing_secret="",
+            request_verification_enabled=False,
+            # route() drops this bot's own messages itself, so they are counted as ignored.
+            ignoring_self_events_enabled=False,
+            process_before_response=False,  # ack first, then run the listener
+        )
         provide(self.app, self.intake)
         assistant.register(self.app)  # before listeners' catch-all
         slack_feedback.register(self.app)
@@ -156,6 +170,7 @@ class SlackAdapter:
             self.client.session = aiohttp.ClientSession(
                 timeout=aiohttp.ClientTimeout(total=self.client.timeout)
             )
+        self._bolt_client.session = self.client.session
         try:
             await self._start()
         except BaseException:
@@ -164,14 +179,14 @@ class SlackAdapter:
 
     async def _start(self) -> None:
         try:
-            self._auth = await self.client.auth_test()
+            auth = await self.identity.get()
             log.info(
                 "slack connected",
                 extra={
-                    "team_id": self._auth.get("team_id"),
-                    "enterprise_id": self._auth.get("enterprise_id"),
-                    "is_enterprise_install": self._auth.get("is_enterprise_install"),
-                    "bot_user_id": self._auth.get("user_id"),
+                    "team_id": auth.get("team_id"),
+                    "enterprise_id": auth.get("enterprise_id"),
+                    "is_enterprise_install": auth.get("is_enterprise_install"),
+                    "bot_user_id": auth.get("user_id"),
                 },
             )
         except Exception as e:
@@ -226,6 +241,7 @@ class SlackAdapter:
 
     async def _close_session(self) -> None:
         session, self.client.session = self.client.session, None
+        self._bolt_client.session = None
         if session is not None and not session.closed:
             await session.close()
 
@@ -267,9 +283,9 @@ class SlackAdapter:
 
     async def _ready(self) -> bool:
         """Whether the bot knows who it is (auth.test), asking Slack when it does not yet."""
-        if self._auth is None:
+        if self.identity.auth is None:
             try:
-                self._auth = await self.client.auth_test()
+                await self.identity.get()
             except Exception as e:
                 log_failure("auth.test", e, level=logging.ERROR)
                 return False

@@ -17,7 +17,9 @@ log = logging.getLogger("threadwise.slack")
 DEFAULT_API_URL = "https://slack.com/api/"
 
 
-def make_client(token: str, api_url: str = DEFAULT_API_URL, *, timeout: int = 30) -> AsyncWebClient:
+def make_client(
+    token: str | None, api_url: str = DEFAULT_API_URL, *, timeout: int = 30
+) -> AsyncWebClient:
     """An AsyncWebClient on `api_url` that retries what Slack asks to be retried."""
     client = AsyncWebClient(token=token, logger=logging.getLogger("threadwise.slack.sdk"))
     return configure_client(client, api_url, timeout=timeout)

@@ -69,6 +69,8 @@ class SlackReplies:
     client: AsyncWebClient
     metrics: Metrics | None = None
     stream_interval: float = 0.5  # seconds between appendStream calls
+    stream_min_update: int = 120  # characters an appendStream waits for, up to stream_hold
+    stream_hold: float = 1.5
     update_interval: float = 1.0  # seconds between chat.update calls (Tier 3: ~50/min)
     message_limit: int = MESSAGE_LIMIT
     fallback_limit: int = FALLBACK_LIMIT

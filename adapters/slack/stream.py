@@ -65,6 +65,10 @@ class SlackSink:
         self._client = target.replies.client
         self.limit = target.replies.message_limit
         self.interval = target.replies.stream_interval
+        # A small tail waits for the reply's end (adapters/pacing.py): a short reply is
+        # chat.startStream + chat.stopStream, with no appendStream between them.
+        self.min_update = target.replies.stream_min_update
+        self.hold = target.replies.stream_hold
         self.edit_interval = target.replies.update_interval
         self._answer: AnswerInfo | None = None  # set when the reply is a final model answer
         self._final = ""

@@ -216,5 +216,9 @@ class Store(
         """
         return ""
 
+    async def warm(self) -> None:
+        """Open connections up front (start-up), where the store has any."""
+        return None
+
     async def close(self) -> None:
         return None

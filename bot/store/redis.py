@@ -54,6 +54,9 @@ def load_script(name: str) -> str:
     return "".join(folder.joinpath(f"{part}.lua").read_text("utf-8") for part in SCRIPTS[name])
 
 
+WARM_CONNECTIONS = 64  # opened at start-up (of 256 at most): a burst's first turns find them
+
+
 class RedisStore(RedisRights, RedisSummaries, RedisVotes, RedisShared, Store):
     def __init__(
         self,
@@ -340,6 +343,29 @@ class RedisStore(RedisRights, RedisSummaries, RedisVotes, RedisShared, Store):
         return [decode_message(x) for x in raw]
 
     # -- lifecycle
+
+    async def warm(self, connections: int = WARM_CONNECTIONS) -> None:
+        """Open `connections` of the pool's connections now, at start-up, rather than in the
+        first burst of turns (each open is a connect and a CLIENT SETINFO round trip).
+        Best effort: a Redis that is down is reported by readiness, not here. A Cluster client
+        opens its nodes' connections as it first uses them."""
+        pool = getattr(self.r, "connection_pool", None)
+        if pool is None:
+            return
+        opened = []
+        try:
+            async with asyncio.timeout(10):
+                for conn in await asyncio.gather(
+                    *(pool.get_connection() for _ in range(connections)), return_exceptions=True
+                ):
+                    if isinstance(conn, BaseException):
+                        continue
+                    opened.append(conn)
+        except TimeoutError:
+            pass
+        finally:
+            for conn in opened:
+                await pool.release(conn)
 
     async def ping(self) -> None:
         await self._again(lambda: ping(self.r))

@@ -49,6 +49,7 @@ class SlackHarness:
             make_client(self.fake.token, self.fake.api_url),
             Metrics(),
             stream_interval=self.interval,
+            stream_min_update=0,  # every update sent (pacing: tests/unit/test_stream_pacing.py)
             update_interval=self.interval,
             message_limit=self.limit,
         )

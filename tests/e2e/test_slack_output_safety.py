@@ -129,7 +129,11 @@ async def fake_slack():
 
 def _target(slack: FakeSlack, thread_ts: str | None) -> SlackReplyTarget:
     replies = SlackReplies(
-        make_client(slack.token, slack.api_url), Metrics(), stream_interval=0, update_interval=0
+        make_client(slack.token, slack.api_url),
+        Metrics(),
+        stream_interval=0,
+        stream_min_update=0,  # every cut goes out as its own update
+        update_interval=0,
     )
     return SlackReplyTarget(
         replies,

@@ -23,10 +23,12 @@ BENCHES = [
     "memory",
     "text_cleaning",
     "summary_cost",
+    "lean",
+    "scale_out",
 ]
 
 
-@pytest.mark.timeout(180)
+@pytest.mark.timeout(300)
 def test_every_bench_runs_in_smoke_mode_and_writes_json(redis_url, tmp_path):
     env = {**os.environ, "THREADWISE_BENCH_REDIS": redis_url, "BENCH_RESULTS": str(tmp_path)}
     env.pop("BENCH_PROFILE", None)
@@ -36,7 +38,7 @@ def test_every_bench_runs_in_smoke_mode_and_writes_json(redis_url, tmp_path):
         env=env,
         capture_output=True,
         text=True,
-        timeout=170,
+        timeout=290,
     )
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
     assert "Threadwise benchmarks (SMOKE" in proc.stdout

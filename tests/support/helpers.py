@@ -129,7 +129,15 @@ class ServeProcess:
     The child runs from an empty working directory so a developer's `.env` never leaks in.
     """
 
-    def __init__(self, env: dict[str, str], *, port: int | None = None, ready_timeout=120.0):
+    def __init__(
+        self,
+        env: dict[str, str],
+        *,
+        port: int | None = None,
+        ready_timeout=120.0,  # a busy machine: start-up imports take seconds per process
+        args: tuple[str, ...] = (),
+    ):
+        self.args = args  # after `serve`, e.g. ("--workers", "2")
         self.port = port or int(env.get("PORT") or free_port())
         self.env = base_env(**{**env, "PORT": str(self.port)})
         self.ready_timeout = ready_timeout
@@ -157,6 +165,7 @@ class ServeProcess:
             "-m",
             "bot",
             "serve",
+            *self.args,
             env=self.env,
             cwd=self._cwd,
             stdout=asyncio.subprocess.PIPE,

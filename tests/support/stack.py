@@ -287,8 +287,9 @@ class Stack:
         env.update(extra)
         return env
 
-    async def start(self, **extra: str) -> ServeProcess:
-        svc = await ServeProcess(self.env(**extra)).start()
+    async def start(self, *args: str, **extra: str) -> ServeProcess:
+        """One more `threadwise serve [args]` with the stack's settings (plus `extra`)."""
+        svc = await ServeProcess(self.env(**extra), args=args).start()
         self.services.append(svc)
         return svc
 

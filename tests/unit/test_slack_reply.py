@@ -59,7 +59,8 @@ async def stream_words(reply, words: list[str], pause: float = 0.0) -> str:
 
 
 async def test_thread_reply_streams_start_append_stop_in_order(slack):
-    reply = target(replies_for(slack, stream_interval=0.05))
+    # Every small tail sent at once (no minimum update): tests/unit/test_stream_pacing.py
+    reply = target(replies_for(slack, stream_interval=0.05, stream_min_update=0))
     await reply.typing()
     text = await stream_words(reply, [f"word{i} " for i in range(12)], pause=0.02)
 
@@ -144,7 +145,7 @@ async def test_refusal_is_remembered_for_the_channel(slack):
 
 async def test_append_refused_midway_keeps_one_message_with_the_full_text(slack):
     slack.fail("chat.appendStream", error="message_not_in_streaming_state")
-    reply = target(replies_for(slack, stream_interval=0.0))
+    reply = target(replies_for(slack, stream_interval=0.0, stream_min_update=0))
     text = await stream_words(reply, ["one ", "two ", "three ", "four"])
     assert slack.methods()[:2] == ["chat.startStream", "chat.appendStream"]
     assert "chat.update" in slack.methods()
