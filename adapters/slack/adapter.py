@@ -273,7 +273,7 @@ class SlackAdapter:
 
     async def ready(self) -> bool:
         """For `/readyz`: not ready until auth.test has answered (asked again, briefly)."""
-        if self._auth is not None:
+        if self.identity.auth is not None:
             return True
         try:
             async with asyncio.timeout(READY_PROBE_SECONDS):

@@ -291,7 +291,9 @@ async def test_doctor_for_a_chat_only_user_shows_no_failure(tmp_path):
     assert code == 0, out
     assert "✗" not in out
     assert "– platforms no Slack or Teams settings: `chat` works" in out
-    assert out.rstrip().endswith("All required checks passed.")
+    # The fake model answers for any deployment name, which doctor rightly warns about (⚠),
+    # a warning and not a failure.
+    assert out.rstrip().splitlines()[-1].startswith("All required checks passed")
 
 
 async def test_doctor_reports_every_missing_model_setting_and_no_settings_tick(tmp_path):
