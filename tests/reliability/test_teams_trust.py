@@ -208,7 +208,7 @@ def assert_mentions_no_one(st, conversation_id: str) -> list[str]:
 async def test_mention_markup_written_by_the_model_mentions_no_one(st, kind):
     text = "Ask <at>Alice</at> — or <AT id='0'>Megan Bowen</AT> — about it. " * 3
     st.model.script(Reply(text))
-    st.model.configure(tokens_per_second=60)  # a 1:1 reply streams in several updates
+    st.model.configure(tokens_per_second=15)  # a 1:1 reply streams over ~3 s: several updates
     question = "who knows?" if kind == "personal_message" else "<at>Threadwise</at> who knows?"
     act = st.activity(kind, text=question)
     assert await st.teams(act) == 200

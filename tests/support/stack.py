@@ -416,8 +416,11 @@ class Stack:
         out: dict[str, str] = {}
         try:
             async for key in r.scan_iter(match=f"{self.prefix}{{prompts}}:*", count=500):
-                if await r.type(key) == "list":
+                kind = await r.type(key)
+                if kind == "list":
                     out[key] = f"<audit of {await r.llen(key)}>"
+                elif kind == "set":  # the audited scopes (data requests find audits by it)
+                    out[key] = f"<set of {await r.scard(key)}>"
                 else:
                     out[key] = await r.get(key)
         finally:

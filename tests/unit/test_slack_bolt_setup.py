@@ -1,4 +1,4 @@
-"""How the Slack adapter sets bolt up: no warning at start, one client on SLACK_API_URL.
+"""How the Slack adapter sets bolt up: no warning at start, every client on SLACK_API_URL.
 
 bolt reads SLACK_BOT_TOKEN from the environment by itself, which is where a deployment keeps it;
 given a client as well it used to warn that the token "will be unused" on every start.
@@ -50,12 +50,15 @@ async def test_no_bolt_warning_when_the_bot_token_is_also_in_the_environment(mon
     assert _warnings(caplog) == []
 
 
-async def test_the_one_client_is_on_slack_api_url_with_the_bot_token_and_retries(monkeypatch):
+async def test_the_clients_are_on_slack_api_url_with_the_bot_token_and_retries(monkeypatch):
     async with FakeSlack() as slack:
         monkeypatch.setenv("SLACK_BOT_TOKEN", "xoxb-another-token-in-the-environment")
         adapter = _adapter(slack)
         try:
-            assert adapter.client is adapter.app.client
+            # bolt's client carries no token (bolt takes it from `authorize`, the start-up
+            # auth.test's): it is on SLACK_API_URL too, never on slack.com.
+            assert adapter.app.client.base_url == slack.api_url.rstrip("/") + "/"
+            assert adapter.app.client.token is None
             assert adapter.client.base_url == slack.api_url.rstrip("/") + "/"
             assert adapter.client.token == slack.token  # the adapter's, not bolt's own look-up
             assert any(
