@@ -112,7 +112,8 @@ def pdf_text(data: bytes) -> tuple[str, int]:
             try:
                 if not reader.decrypt(""):
                     raise TextError("the PDF is password-protected")
-            except (PyPdfError, NotImplementedError):
+            except (PyPdfError, RuntimeError):
+                # pypdf raises a RuntimeError subclass for encryption schemes it cannot open.
                 raise TextError("the PDF is password-protected") from None
         pages = reader.pages
         out: list[str] = []
