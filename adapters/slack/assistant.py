@@ -65,16 +65,20 @@ class Pane:
             return None
         return name
 
-    async def remember(self, team: str, thread: dict[str, Any]) -> None:
-        """Keep the name of the channel the pane's user is looking at, for this pane thread."""
+    async def remember(self, team: str, thread: dict[str, Any], *, changed: bool) -> None:
+        """Keep the name of the channel the pane's user is looking at, for this pane thread.
+
+        A `context_changed` replaces what is kept; a `thread_started` only fills it when empty,
+        so a start delivered again (or handled late) never undoes a change that followed it.
+        """
         context = thread.get("context") if isinstance(thread.get("context"), dict) else {}
         name = await self.channel_name(context.get("channel_id"))
         value = json.dumps({"channel": context.get("channel_id"), "name": name})
-        await self.cache.cache_set(
-            self.key(team, thread["channel_id"], thread["thread_ts"], "ctx"),
-            value,
-            self.ttl_seconds,
-        )
+        key = self.key(team, thread["channel_id"], thread["thread_ts"], "ctx")
+        if changed:
+            await self.cache.cache_set(key, value, self.ttl_seconds)
+        else:
+            await self.cache.cache_add(key, value, self.ttl_seconds)
 
 
 def _thread(event: dict[str, Any]) -> dict[str, Any] | None:
@@ -102,7 +106,7 @@ async def thread_started(event: dict[str, Any], context: AsyncBoltContext) -> No
     team = installation_workspace(context)
     channel, ts = thread["channel_id"], thread["thread_ts"]
     try:
-        await pane.remember(team, thread)
+        await pane.remember(team, thread, changed=False)
         if not await pane.cache.cache_add(pane.key(team, channel, ts, "hi"), "1", pane.ttl_seconds):
             return  # greeted already (Slack delivered the event again)
         try:
@@ -133,7 +137,7 @@ async def context_changed(event: dict[str, Any], context: AsyncBoltContext) -> N
     if intake.pane is None or thread is None:
         return
     try:
-        await intake.pane.remember(installation_workspace(context), thread)
+        await intake.pane.remember(installation_workspace(context), thread, changed=True)
     except Exception:
         intake.metrics.errors.labels("slack_event").inc()
         log.exception("assistant pane context not remembered")
