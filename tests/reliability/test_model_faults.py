@@ -126,7 +126,9 @@ CASES = [
     Case(
         "stream-dies-half-way",
         [StreamDies(after_chunks=4, text=PARTIAL)],
-        lambda t: t.startswith("alpha beta gamma delta") and INTERRUPTED in t and "kappa" not in t,
+        # What was shown before the connection died, then the note: how much of the written
+        # part the client read before the reset depends on the machine, so only its start.
+        lambda t: t.startswith("alpha") and INTERRUPTED in t and "kappa" not in t,
         kept=False,
         system_text=False,
         teams=PERSONAL,
