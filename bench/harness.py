@@ -121,6 +121,11 @@ class SlackRecorder(FakeSlack):
         self.replies: dict[tuple[str, str | None], Reply] = defaultdict(Reply)
         self.waiters: dict[tuple[str, str | None], asyncio.Future] = {}
         self.keep_calls = False
+        self.method_counts: dict[str, int] = defaultdict(int)  # every Web API call, by method
+
+    async def _api(self, request):  # type: ignore[override]
+        self.method_counts[request.match_info["method"]] += 1
+        return await super()._api(request)
 
     def _thread_key(self, params: dict) -> tuple[str, str | None]:
         m = self.state.messages.get((params.get("channel"), params.get("ts")))
@@ -345,7 +350,9 @@ class running_stack:
         model: dict[str, Any] | None = None,
         env: dict[str, str] | None = None,
         users: int = 20,
+        command: tuple[str, ...] | None = None,
     ) -> None:
+        self.command = command  # another bot in place of `threadwise serve` (bench 11)
         self.redis_url = redis_url
         self.model_kw = model or {}
         self.env = env or {}
@@ -378,7 +385,7 @@ class running_stack:
             "LLM_MAX_RETRIES": "0",
             **self.env,
         }
-        svc = ServeProcess(env, ready_timeout=30.0)
+        svc = ServeProcess(env, ready_timeout=30.0, command=self.command)
         try:
             await svc.start()
         except BaseException:

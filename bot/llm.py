@@ -1,7 +1,7 @@
-"""The model: Azure OpenAI's v1 endpoint (or any OpenAI-compatible one) through `openai`.
+"""The model: Azure OpenAI's v1 endpoint (or any OpenAI-compatible one), chat completions.
 
-The SDK makes the request (auth, error bodies, SSE decoding); retries are ours, not the SDK's
-(`max_retries=0`): they go through the process's one `bot.pacing.ModelPacer`, which paces
+`bot.model_http` makes the request (auth, error bodies, SSE decoding; why not the `openai` SDK
+is written there). Retries go through the process's one `bot.pacing.ModelPacer`, which paces
 429s for every turn at once, jitters, and never re-sends a request the model may still be
 working on (a timeout). What a failure means is `bot.model_errors`.
 
@@ -23,9 +23,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-import openai
-
 from bot.model_errors import ModelError, classify, credentials_unavailable
+from bot.model_http import ModelHTTP
 from bot.pacing import ModelPacer
 
 log = logging.getLogger("threadwise.llm")
@@ -83,18 +82,6 @@ class Probe:
     completion_tokens: int
 
 
-class _Stream(openai.AsyncStream[object]):
-    """The SDK's stream, remembering whether the server ended it with `data: [DONE]`."""
-
-    done = False
-
-    async def _iter_events(self):  # type: ignore[override]
-        async for sse in super()._iter_events():
-            if sse.data.startswith("[DONE]"):
-                self.done = True
-            yield sse
-
-
 class LLMClient:
     """Streams chat completions; one instance per process, sharing the HTTP connection pool
     and the model-call limiter."""
@@ -127,14 +114,12 @@ class LLMClient:
         # Tokens of one delta (the process's tokenizer); a delta counts one without it.
         self._count = count or (lambda _text: 1)
         self.pacer = ModelPacer(max_concurrency, max_retries=max_retries, on_retry=on_retry)
-        self.client = openai.AsyncOpenAI(
-            base_url=base_url,
-            api_key=api_key,
-            max_retries=0,
-            timeout=openai.Timeout(timeout, connect=min(CONNECT_TIMEOUT, timeout)),
-            # The SDK's aiohttp transport: httpx's connection pool scans every connection for
-            # each request, a cost that grows with the replies streaming at once.
-            http_client=openai.DefaultAioHttpClient(),
+        self.http = ModelHTTP(
+            base_url,
+            api_key,
+            timeout=timeout,
+            connect_timeout=min(CONNECT_TIMEOUT, timeout),
+            pool=max_concurrency,  # the pacer never lets more calls out at once
         )
         self._close_hook = close_hook
 
@@ -183,24 +168,16 @@ class LLMClient:
         over = 0
         done = False
         try:
-            # Chunks stay the JSON dicts they arrive as: a pydantic ChatCompletionChunk per
-            # token would be most of a turn's CPU.
             async with asyncio.timeout(self.reply_deadline) as clock:
-                stream = await self.client.post(
-                    "/chat/completions",
-                    body={
+                stream = await self.http.stream(
+                    {
                         **self._params(messages, cap),
                         "stream": True,
                         "stream_options": {"include_usage": True},
-                    },
-                    cast_to=object,
-                    stream=True,
-                    stream_cls=_Stream,
+                    }
                 )
                 async with stream:
                     async for chunk in stream:
-                        if not isinstance(chunk, dict):
-                            continue
                         if chunk.get("usage"):
                             usage = chunk["usage"]
                         for choice in chunk.get("choices") or ():
@@ -222,17 +199,16 @@ class LLMClient:
                             finish = "length"  # the server ignores the cap: we stop reading
                             break
                     done = stream.done
+        except ModelError as err:
+            if parts and err.kind in ("unreachable", "timeout", "server_error"):
+                raise ModelError("interrupted", err.kind) from err
+            raise
         except TimeoutError as exc:
             if not clock.expired():
                 raise ModelError("timeout", "no answer in time") from exc
             if not parts:
                 raise ModelError("timeout", "no reply within LLM_REPLY_DEADLINE_SECONDS") from None
             finish = "deadline"
-        except openai.APIError as exc:
-            err = classify(exc)
-            if parts and err.kind in ("unreachable", "timeout", "server_error"):
-                raise ModelError("interrupted", err.kind) from exc
-            raise err from exc
         except (OSError, ValueError) as exc:  # a connection torn mid-stream
             if parts:
                 raise ModelError("interrupted", type(exc).__name__) from exc
@@ -272,21 +248,16 @@ class LLMClient:
             raise ModelError("empty_stream", "no time left to ask without streaming")
         try:
             async with asyncio.timeout(remaining):
-                resp = await self.client.post(
-                    "/chat/completions",
-                    body=self._params(messages, cap),
-                    cast_to=object,
-                )
+                resp = await self.http.post(self._params(messages, cap))
         except TimeoutError:
             raise ModelError("empty_stream", "the plain request did not answer in time") from None
-        except openai.APIError as exc:
-            err = classify(exc)
+        except ModelError as err:
             if err.kind == "timeout":
-                raise ModelError("empty_stream", "the plain request timed out") from exc
-            raise err from exc
-        choice = (resp.get("choices") or [{}])[0] if isinstance(resp, dict) else {}
+                raise ModelError("empty_stream", "the plain request timed out") from err
+            raise
+        choice = _first_choice(resp)
         text = ((choice.get("message") or {}).get("content")) or ""
-        usage = resp.get("usage") if isinstance(resp, dict) else None
+        usage = resp.get("usage")
         if text:
             await on_delta(text)
         return Completion(
@@ -301,24 +272,31 @@ class LLMClient:
         """One-token call for `doctor`: proves endpoint, auth and deployment together (and,
         with another `model`, whether the server checks model names at all)."""
         try:
-            resp = await self.client.chat.completions.create(
-                **self._params([{"role": "user", "content": "ping"}], 1, model)
+            resp = await self.http.post(
+                self._params([{"role": "user", "content": "ping"}], 1, model)
             )
         except Exception as exc:
             raise classify(exc) from exc
-        generated = resp.usage.completion_tokens if resp.usage else None
+        usage = resp.get("usage")
+        generated = usage.get("completion_tokens") if isinstance(usage, dict) else None
         if generated is None:
-            content = resp.choices[0].message.content if resp.choices else ""
-            generated = self._count(content or "") if content else 0
-        return Probe(resp.model or model or self.deployment, generated)
+            content = (_first_choice(resp).get("message") or {}).get("content") or ""
+            generated = self._count(content) if content else 0
+        return Probe(str(resp.get("model") or model or self.deployment), generated)
 
     async def ping(self) -> str:
         return (await self.probe()).model
 
     async def close(self) -> None:
-        await self.client.close()
+        await self.http.close()
         if self._close_hook is not None:
             await self._close_hook()
+
+
+def _first_choice(resp: dict) -> dict:
+    choices = resp.get("choices")
+    first = choices[0] if isinstance(choices, list) and choices else {}
+    return first if isinstance(first, dict) else {}
 
 
 def make_llm(settings, *, count: Callable[[str], int] | None = None, on_retry=None) -> LLMClient:

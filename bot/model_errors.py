@@ -18,17 +18,18 @@ metrics label (`threadwise_errors{kind="model_<kind>"}`) and the user's message 
 | `bad_request` | any other 4xx | no |
 | `interrupted` | the stream broke after text was shown (the user has that text) | no |
 
-The openai SDK's aiohttp transport raises `APITimeoutError` for a refused connection (it maps
-every `aiohttp.ClientConnectionError`, `ClientConnectorError` included, onto a connect
-timeout), so the cause chain is read to tell "cannot reach" from "took too long".
+Failures arrive from `bot.model_http` as an HTTP status with its body, an aiohttp exception
+(read by its cause chain, to tell "cannot reach" from "took too long"), or an `error` event in a
+200 stream (llama.cpp's server sends these).
 """
 
 from __future__ import annotations
 
-import asyncio
 import re
+from collections.abc import Mapping
+from typing import Any
 
-import openai
+import aiohttp
 
 RETRIED = frozenset({"unreachable", "rate_limited", "server_error", "empty_stream"})
 
@@ -52,15 +53,14 @@ class ModelError(Exception):
         self.retry_after = retry_after
 
 
-def _error_body(exc: openai.APIError) -> dict:
-    body = exc.body if isinstance(exc.body, dict) else {}
+def _error_object(body: Any) -> dict:
+    """The `error` object of an error body (`{"error": {...}}`, or the bare object)."""
     err = body.get("error", body) if isinstance(body, dict) else {}
     return err if isinstance(err, dict) else {}
 
 
-def _error_code(exc: openai.APIError) -> str | None:
-    err = _error_body(exc)
-    code = getattr(exc, "code", None) or err.get("code") or err.get("type")
+def _error_code(err: Mapping[str, Any]) -> str | None:
+    code = err.get("code") or err.get("type")
     inner = err.get("innererror", {})
     if isinstance(inner, dict) and inner.get("code") == "ResponsibleAIPolicyViolation":
         return "content_filter"
@@ -95,28 +95,16 @@ def _causes(exc: BaseException):
 
 def _connection_kind(exc: BaseException) -> tuple[str, str]:
     """unreachable / timeout / server_error for a transport failure, from its cause chain."""
-    try:
-        import aiohttp
-    except ImportError:  # pragma: no cover - aiohttp is a dependency
-        aiohttp = None  # type: ignore[assignment]
     for cause in _causes(exc):
-        if aiohttp is not None:
-            if isinstance(cause, aiohttp.ClientConnectorError):
-                return "unreachable", f"cannot connect ({type(cause).__name__})"
-            if isinstance(cause, getattr(aiohttp, "ConnectionTimeoutError", ())):
-                return "unreachable", "connect timed out"
-            if isinstance(cause, aiohttp.ServerTimeoutError):
-                return "timeout", "no answer in time"
-            if isinstance(cause, aiohttp.ServerDisconnectedError | aiohttp.ClientPayloadError):
-                return "server_error", "connection closed before an answer"
-        name = type(cause).__name__
-        if name in ("ConnectError", "ConnectTimeout"):
-            return "unreachable", f"cannot connect ({name})"
-        if name in ("ReadTimeout", "PoolTimeout", "WriteTimeout"):
+        if isinstance(cause, aiohttp.ClientConnectorError | ConnectionRefusedError):
+            return "unreachable", f"cannot connect ({type(cause).__name__})"
+        if isinstance(cause, aiohttp.ConnectionTimeoutError):  # before its parent class below
+            return "unreachable", "connect timed out"
+        if isinstance(cause, aiohttp.ServerTimeoutError):
             return "timeout", "no answer in time"
-        if isinstance(cause, ConnectionRefusedError):
-            return "unreachable", "connection refused"
-    if isinstance(exc, openai.APITimeoutError):
+        if isinstance(cause, aiohttp.ServerDisconnectedError | aiohttp.ClientPayloadError):
+            return "server_error", "connection closed before an answer"
+    if isinstance(exc, TimeoutError):
         return "timeout", "no answer in time"
     return "server_error", "connection failed"
 
@@ -139,45 +127,49 @@ CREDENTIALS_FIX = (
 )
 
 
+def classify_status(status: int, headers: Mapping[str, str] | None, body: Any) -> ModelError:
+    """An HTTP error response: its status, headers (Retry-After) and decoded JSON body."""
+    err = _error_object(body)
+    code = _error_code(err)
+    message = str(err.get("message") or "")
+    if status == 429:
+        return ModelError("rate_limited", "HTTP 429", retry_after=retry_after(headers))
+    if status >= 500:  # a 503 may say when to come back
+        return ModelError("server_error", f"HTTP {status}", retry_after=retry_after(headers))
+    if code == "content_filter":
+        return ModelError("content_filter", "prompt filtered")
+    if code == "context_length_exceeded" or _CONTEXT.search(message):
+        return ModelError("context_length", message[:200])
+    if status in (401, 403):
+        return ModelError("auth", f"HTTP {status}")
+    if status == 404:
+        return ModelError("not_found", "deployment not found")
+    return ModelError("bad_request", f"HTTP {status} {code or ''}".strip())
+
+
+def classify_error_event(err: Any) -> ModelError:
+    """An `error` event inside a 200 stream."""
+    err = _error_object(err)
+    message = str(err.get("message") or "")
+    if _error_code(err) == "context_length_exceeded" or _CONTEXT.search(message):
+        return ModelError("context_length", message[:200])
+    return ModelError("server_error", f"error event: {message[:120]}")
+
+
+def transport_error(exc: BaseException) -> ModelError:
+    """A connection that failed, timed out or closed: no HTTP status to go by."""
+    kind, detail = _connection_kind(exc)
+    return ModelError(kind, detail)
+
+
 def classify(exc: BaseException) -> ModelError:
-    """Turn an `openai` (or transport, or azure-identity) exception into a `ModelError`."""
+    """Any exception of a model call (transport, azure-identity, ours) as a `ModelError`."""
     if isinstance(exc, ModelError):
         return exc
     if credentials_unavailable(exc):
         return ModelError("credentials_unavailable", CREDENTIALS_FIX)
-    if isinstance(exc, openai.APIConnectionError):  # APITimeoutError included
-        kind, detail = _connection_kind(exc)
-        return ModelError(kind, detail)
-    if isinstance(exc, openai.APIStatusError):
-        status = exc.status_code
-        code = _error_code(exc)
-        message = str(_error_body(exc).get("message") or getattr(exc, "message", "") or "")
-        if status == 429:
-            return ModelError(
-                "rate_limited", "HTTP 429", retry_after=retry_after(exc.response.headers)
-            )
-        if status >= 500:  # a 503 may say when to come back
-            return ModelError(
-                "server_error", f"HTTP {status}", retry_after=retry_after(exc.response.headers)
-            )
-        if code == "content_filter":
-            return ModelError("content_filter", "prompt filtered")
-        if code == "context_length_exceeded" or _CONTEXT.search(message):
-            return ModelError("context_length", message[:200])
-        if status in (401, 403):
-            return ModelError("auth", f"HTTP {status}")
-        if status == 404:
-            return ModelError("not_found", "deployment not found")
-        return ModelError("bad_request", f"HTTP {status} {code or ''}".strip())
-    if isinstance(exc, openai.APIError):
-        # An `error` event inside a 200 stream (llama.cpp's server sends these).
-        message = str(_error_body(exc).get("message") or exc.message or "")
-        code = _error_code(exc)
-        if code == "context_length_exceeded" or _CONTEXT.search(message):
-            return ModelError("context_length", message[:200])
-        return ModelError("server_error", f"error event: {message[:120]}")
-    if isinstance(exc, TimeoutError | asyncio.TimeoutError):
+    if isinstance(exc, aiohttp.ClientError | ConnectionRefusedError):
+        return transport_error(exc)
+    if isinstance(exc, TimeoutError):
         return ModelError("timeout", "no answer in time")
-    if isinstance(exc, OSError | ValueError):
-        return ModelError("server_error", type(exc).__name__)
     return ModelError("server_error", type(exc).__name__)

@@ -136,8 +136,12 @@ class ServeProcess:
         port: int | None = None,
         ready_timeout=120.0,  # a busy machine: start-up imports take seconds per process
         args: tuple[str, ...] = (),
+        command: tuple[str, ...] | None = None,
     ):
         self.args = args  # after `serve`, e.g. ("--workers", "2")
+        # Another program in place of `threadwise serve` (bench 11's Chat SDK bot): it must
+        # read PORT and answer GET /healthz like serve does.
+        self.command = command or (sys.executable, "-m", "bot", "serve", *args)
         self.port = port or int(env.get("PORT") or free_port())
         self.env = base_env(**{**env, "PORT": str(self.port)})
         self.ready_timeout = ready_timeout
@@ -161,11 +165,7 @@ class ServeProcess:
     async def _start(self) -> ServeProcess:
         self._cwd = SESSION.mkdtemp("tw-serve-")
         self.proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "bot",
-            "serve",
-            *self.args,
+            *self.command,
             env=self.env,
             cwd=self._cwd,
             stdout=asyncio.subprocess.PIPE,

@@ -450,6 +450,8 @@ class FakeSlack:
 
     def _m_users_info(self, params: dict[str, Any]) -> dict[str, Any]:
         uid = params.get("user", "")
+        if uid == self.bot_user_id and uid not in self.users:  # Slack knows its bot users too
+            return {"user": _user_record(uid, self.team_id, {"name": "threadwise", "is_bot": True})}
         if uid not in self.users:
             raise SlackError("user_not_found")
         return {"user": _user_record(uid, self.team_id, self.users[uid])}
