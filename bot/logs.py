@@ -186,13 +186,11 @@ def setup_logging(
     root.addHandler(handler)
     root.setLevel(level)
     # Libraries log request bodies and headers at DEBUG: they stay at WARNING unless DEBUG is
-    # asked for, and then follow it (openai's retries and responses, httpx's and aiohttp's
-    # requests) — secrets are still masked by SecretFilter.
+    # asked for, and then follow it (Slack's and Microsoft's SDKs, aiohttp, azure-identity) —
+    # secrets are still masked by SecretFilter.
     wanted = logging.getLevelName(level)
     for noisy in (
-        "openai",
         "httpx",
-        "httpx2",
         "httpcore",
         "aiohttp",
         "slack_bolt",

@@ -15,11 +15,14 @@ headers, a broken connection by its aiohttp exception, an `error` event inside a
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import aiohttp
 
 from bot.model_errors import ModelError, classify_error_event, classify_status, transport_error
+
+log = logging.getLogger("threadwise.model")
 
 MAX_ERROR_BODY = 64 * 1024  # read of an error response before it is classified
 
@@ -64,8 +67,10 @@ class ModelHTTP:
     async def post(self, body: dict) -> dict:
         """A plain (not streamed) completion: the response's JSON object."""
         headers = await self._headers("application/json")
+        log.debug("model request: POST %s", self.url)
         try:
             async with self._http().post(self.url, json=body, headers=headers) as resp:
+                log.debug("model response: HTTP %s", resp.status)
                 if resp.status >= 300:
                     raise await _status_error(resp)
                 data = await resp.json(content_type=None)
@@ -79,10 +84,12 @@ class ModelHTTP:
         """Open a streamed completion: its status is checked here, its events read from the
         returned `Events` (an async context manager and iterator of JSON objects)."""
         headers = await self._headers("text/event-stream")
+        log.debug("model request: POST %s (streamed)", self.url)
         try:
             resp = await self._http().post(self.url, json=body, headers=headers)
         except (aiohttp.ClientError, OSError, TimeoutError) as exc:
             raise transport_error(exc) from exc
+        log.debug("model response: HTTP %s", resp.status)
         if resp.status >= 300:
             try:
                 raise await _status_error(resp)

@@ -43,6 +43,7 @@ SCRIPTS: dict[str, tuple[str, ...]] = {
     "load": ("load",),
     "append": ("append",),
     "prompt": ("prompt",),
+    "count": ("count",),
     **SUMMARY_SCRIPTS,
     **RIGHTS_SCRIPTS,
 }
@@ -103,6 +104,7 @@ class RedisStore(RedisRights, RedisSummaries, RedisVotes, RedisShared, Store):
         self._load = script["load"]
         self._append = script["append"]
         self._prompt = script["prompt"]
+        self._usage_script = script["count"]
         self.rights_script = {name: script[name] for name in RIGHTS_SCRIPTS}
 
     @contextlib.asynccontextmanager
@@ -306,11 +308,9 @@ class RedisStore(RedisRights, RedisSummaries, RedisVotes, RedisShared, Store):
             ("set", k.conversation(conv, "a"), "1", self.history_ttl),
         ]
         if usage is not None:
-            key = k.usage(usage.day)
-            ops += [("hincrby", key, f, v) for f, v in usage.fields().items()]
-            ops.append(("expire", key, self.retention.usage_seconds))
+            ops.append(self.usage_op(usage))
         if messages:
-            ops += commit_ops(k, conv, record, self.history_ttl)
+            ops += commit_ops(self, conv, record)
         ops.append(
             (
                 "script",

@@ -20,6 +20,7 @@ RIGHTS_SCRIPTS: dict[str, tuple[str, ...]] = {
     "erase": ("erase",),
     "anonymise": ("anonymise",),
     "budget": ("budget",),
+    "index": ("index",),
 }
 
 
@@ -56,19 +57,15 @@ def read_load(
     return reading, (dict(res[-1]) if redactions else {})
 
 
-def commit_ops(keys: Keys, conversation: str, record: TurnRecord | None, ttl: int) -> list:
+def commit_ops(store, conversation: str, record: TurnRecord | None) -> list:
+    """What `commit` adds to its pipeline: the person's conversation index, new placeholders."""
     if record is None:
         return []
+    keys, ttl = store.keys, store.history_ttl
     ops: list[tuple] = []
     if record.user:
-        idx = keys.user_index(record.user)
-        now = time.time()
-        ops += [
-            ("zadd", idx, {conversation: now}),
-            ("zremrangebyscore", idx, "-inf", now - ttl),
-            ("zremrangebyrank", idx, 0, -USER_INDEX_MAX - 1),
-            ("expire", idx, ttl),
-        ]
+        args = [conversation, time.time(), ttl, USER_INDEX_MAX]
+        ops.append(("script", store.rights_script["index"], [keys.user_index(record.user)], args))
     if record.redactions:
         key = keys.conversation(conversation, "r")
         ops += [("hset", key, None, None, record.redactions), ("expire", key, ttl)]

@@ -48,10 +48,14 @@ class RedisShared:
             d: UsageTotals(*(int(v or 0) for v in vals)) for d, vals in zip(days, res, strict=True)
         }
 
+    def usage_op(self, usage: Usage) -> tuple:
+        """The day's counters of one turn, added in one script (one command, not one each)."""
+        pairs = [x for f, v in usage.fields().items() for x in (f, v)]
+        args = [self.retention.usage_seconds, *pairs]
+        return ("script", self._usage_script, [self.keys.usage(usage.day)], args)
+
     async def add_usage(self, usage: Usage) -> None:
-        key = self.keys.usage(usage.day)
-        ops: list[tuple] = [("hincrby", key, f, v) for f, v in usage.fields().items()]
-        await self._pipeline([*ops, ("expire", key, self.retention.usage_seconds)])
+        await self._pipeline([self.usage_op(usage)])
 
     # -- cache
 

@@ -92,10 +92,10 @@ async def test_a_turn_sends_the_same_commands_to_the_cluster_as_to_one_redis(sto
     redis_cluster.reset_stats()
     await one_turn(store, conv, 1)
     calls = redis_cluster.commandstats()  # INFO commandstats of every master
-    # Scripts begin, load, append and release (in the commit), one MGET for the prompts, the
-    # usage counters; no SCRIPT EXISTS/LOAD, no retries, no redirections (the commands inside
+    # Scripts begin, load, append, the usage counters and release (in the commit), one MGET for
+    # the prompts; no SCRIPT EXISTS/LOAD, no retries, no redirections (the commands inside
     # scripts count too, so SET/EXPIRE are not compared here).
-    assert calls.get("evalsha") == 4
+    assert calls.get("evalsha") == 5
     assert calls.get("mget") == 1
     assert calls.get("hincrby") == 9
     assert "script|load" not in calls and "script|exists" not in calls
