@@ -126,6 +126,18 @@ def own_cluster():
         cluster.stop()
 
 
+async def test_a_started_cluster_has_every_replica_synced_with_its_master(own_cluster):
+    # The failover test's premise: the replica it promotes holds what its master held (a
+    # replica still waiting for its first sync is promoted empty, and the threads it serves
+    # lose their subscription and memory).
+    replicas = [n for n in own_cluster.nodes if n.client().info("replication")["role"] == "slave"]
+    assert len(replicas) == 3
+    for node in replicas:
+        info = node.client().info("replication")
+        assert info["master_link_status"] == "up", (node.port, info)
+        assert info["master_sync_in_progress"] == 0, (node.port, info)
+
+
 async def test_killing_the_master_of_a_busy_conversation_mid_load_loses_no_turn(
     model, slack, connector, own_cluster
 ):

@@ -2,8 +2,9 @@
 
 Six `redis-server --cluster-enabled yes` joined by `redis-cli --cluster create
 --cluster-replicas 1`; `cluster-node-timeout` is low (1 s) so a killed master's replica takes
-over within a couple of seconds. Every process is stopped and the temp folder removed even
-when start-up fails half-way.
+over within a couple of seconds. `start` returns once every replica has had its first sync: a
+replica still waiting for it would be promoted empty by a failover. Every process is stopped and
+the temp folder removed even when start-up fails half-way.
 """
 
 from __future__ import annotations
@@ -74,6 +75,7 @@ class LocalCluster:
                 timeout=60,
             )
             _wait(self.healthy, "the cluster to be ok")
+            _wait(self.replicas_synced, "every replica's first sync from its master")
         except BaseException:
             self.stop()
             raise
@@ -92,6 +94,19 @@ class LocalCluster:
             except redis.RedisError:
                 return False
         return bool(live)
+
+    def replicas_synced(self) -> bool:
+        """Every replica is linked to its master and holds its data (no first sync pending).
+
+        The cluster says ok as soon as every slot has a master, before the replicas have
+        synced; a failover then would promote a replica with none of the master's keys.
+        """
+        infos = [n.client().info("replication") for n in self._live()]
+        replicas = [info for info in infos if info["role"] == "slave"]
+        return len(infos) - len(replicas) == 3 and all(
+            info["master_link_status"] == "up" and not info["master_sync_in_progress"]
+            for info in replicas
+        )
 
     def masters(self) -> list[Node]:
         return [n for n in self._live() if n.client().info("replication")["role"] == "master"]
@@ -199,6 +214,10 @@ def _node_args(port: int, folder: Path) -> list[str]:
         "0",
         "--repl-ping-replica-period",
         "1",
+        # A replica's first sync starts at once, not after the default 5 s spent waiting for
+        # more replicas to share one transfer.
+        "--repl-diskless-sync-delay",
+        "0",
         "--dir",
         str(folder),
         "--save",
