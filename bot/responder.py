@@ -194,6 +194,9 @@ class Responder:
                 only_if_subscribed=not (message.mentions_bot or message.is_dm),
             )
         except NotSubscribed:
+            # A thread the bot was never mentioned in (or whose subscription expired): common,
+            # so not worth a line at INFO; at DEBUG it explains a reply that never came.
+            log.debug("not subscribed to this thread: message left alone")
             return
         self._known[conv] = None
         self._known.move_to_end(conv)

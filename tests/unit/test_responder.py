@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import logging
 
 import pytest
 
@@ -236,6 +237,19 @@ async def test_thread_reply_without_mention_is_answered_only_in_an_active_thread
     await svc.responder.handle(message("hi bot", thread="300.1"), reply)
     await svc.responder.handle(message("follow-up", thread="300.1", mentions_bot=False), reply)
     assert reply.posts == ["Echo: hi bot", "Echo: follow-up"]
+
+
+async def test_a_reply_in_a_thread_the_bot_is_not_in_is_explained_at_debug_only(
+    service_factory, fake, caplog
+):
+    svc = service_factory()
+    with caplog.at_level(logging.DEBUG, logger="threadwise.responder"):
+        await svc.responder.handle(
+            message("stray", thread="200.1", mentions_bot=False), reply := RecordingReply()
+        )
+    assert reply.posts == []
+    [rec] = [r for r in caplog.records if "not subscribed" in r.getMessage()]
+    assert rec.levelno == logging.DEBUG
 
 
 async def test_messages_in_one_conversation_are_answered_in_order(service_factory, fake):
