@@ -9,6 +9,10 @@ bench/results/summary.json (smoke runs: bench/results/smoke/, or $BENCH_RESULTS)
 (THREADWISE_BENCH_REDIS, default redis://127.0.0.1:6379/0); bench 4 starts a private
 `redis-server` when one is installed. BENCH_PROFILE=/tmp/serve.txt samples the service with
 py-spy while a bench runs; `python -m bench.profile_summary /tmp/serve.txt` reads it.
+
+Two run on their own, not in this list: `python -m bench.rate_limit_burst` (minutes of rate
+windows) and `python -m bench.vs_chat_sdk` (bench 11: Threadwise beside Vercel's Chat SDK; needs
+Node.js and npm).
 """
 
 from __future__ import annotations

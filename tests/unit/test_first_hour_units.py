@@ -48,11 +48,14 @@ def test_every_missing_model_setting_is_named_in_one_error():
     )
 
 
+LIBRARIES = ("slack_sdk", "aiohttp", "azure")  # they log requests (headers, bodies) at DEBUG
+
+
 @pytest.fixture
 def restored_logging() -> Iterator[None]:
     root = logging.getLogger()
     handlers, level = list(root.handlers), root.level
-    levels = {n: logging.getLogger(n).level for n in ("openai", "httpx", "aiohttp")}
+    levels = {n: logging.getLogger(n).level for n in LIBRARIES}
     yield
     for handler in list(root.handlers):
         root.removeHandler(handler)
@@ -68,7 +71,7 @@ def test_library_loggers_follow_log_level_debug_and_stay_quiet_otherwise(
     restored_logging, level, libraries
 ):
     setup_logging(level, "text", stream=io.StringIO())
-    for name in ("openai", "httpx", "aiohttp"):
+    for name in LIBRARIES:
         assert logging.getLevelName(logging.getLogger(name).getEffectiveLevel()) == libraries
 
 
