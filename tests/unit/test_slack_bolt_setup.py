@@ -19,7 +19,7 @@ from tests.support.fakes.fake_slack import (
     RecordingHandler,
     app_mention,
 )
-from tests.unit.test_slack_adapter import running
+from tests.support.slack_adapter_harness import running
 
 
 def _adapter(slack: FakeSlack, *, app_token: str | None = None) -> SlackAdapter:

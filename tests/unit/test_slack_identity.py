@@ -25,7 +25,7 @@ from tests.support.fakes.fake_slack import (
     new_ts,
     signed_headers,
 )
-from tests.unit.test_slack_adapter import running
+from tests.support.slack_adapter_harness import running
 
 
 @pytest.fixture
