@@ -1,15 +1,17 @@
-"""Fixtures of the reliability and security suite: module-wide fakes and a running stack."""
+"""Fixtures of the reliability and security suite: module-wide fakes, running stacks, fuzz world."""
 
 from __future__ import annotations
 
 import uuid
 
+import pytest
 import pytest_asyncio
 
 from tests.support.fakes.fake_connector import FakeConnector
 from tests.support.fakes.fake_openai import FakeOpenAI
 from tests.support.fakes.fake_slack import FakeSlack
-from tests.support.stack import FIGURES, USERS, Stack
+from tests.support.fuzz_harness import World
+from tests.support.stack import FIGURES, USERS, Stack, figure
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
@@ -49,6 +51,17 @@ async def fresh(stack):
     stack.reset()
     yield stack
     stack.reset()
+
+
+@pytest.fixture(scope="module")
+def world(redis_url):
+    """The fuzz tests' service and fakes on a background loop (`World`), one per test module."""
+    w = World(redis_url).start()
+    try:
+        yield w
+        figure("requests fuzzed", w.sent)
+    finally:
+        w.stop()
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
