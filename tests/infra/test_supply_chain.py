@@ -31,7 +31,7 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 from packaging.version import Version
 
-from tests.infra.test_infra import DOCKERFILE, parse_dockerfile, stages
+from tests.support.deploy import DOCKERFILE, parse_dockerfile, stages
 
 ROOT = Path(__file__).resolve().parents[2]
 PYPROJECT = ROOT / "pyproject.toml"
