@@ -96,7 +96,8 @@ var slackSigningSecretSecrets = empty(slackSigningSecretSecretUri) ? [] : [
 ]
 var secrets = concat(redisSecrets, slackBotTokenSecrets, slackSigningSecretSecrets)
 
-// Environment variables: names exactly as in docs/spec.md section 6 (tests/test_infra.py checks).
+// Environment variables: names exactly as in docs/spec.md section 6
+// (tests/infra/test_bicep.py checks).
 var baseSettings = [
   {
     name: 'AZURE_OPENAI_ENDPOINT'
