@@ -8,8 +8,7 @@ import pytest
 
 from tests.support.fakes.fake_openai import EmptyStream, FakeOpenAI, count_prompt_tokens
 from tests.support.fakes.fake_openai_limits import RateWindow, refused_base_url
-
-USER = [{"role": "user", "content": "hello world"}]
+from tests.support.openai_sdk import USER
 
 
 async def sse(fake: FakeOpenAI, **body) -> str:
