@@ -1,118 +1,22 @@
-"""A local fake of the Bot Framework connector (the `serviceUrl` Teams activities carry).
+"""`FakeConnector`: the fake Bot Framework connector server, its streaming checks and key set.
 
-It speaks the wire format bots use to reply:
-
-- `POST /v3/conversations/{conversationId}/activities` (send to conversation)
-- `POST /v3/conversations/{conversationId}/activities/{replyToId}` (reply to an activity)
-
-Each accepted activity is recorded and answered `201 {"id": …}`. The streaming protocol is
-checked the way Teams checks it: the first update (`streamSequence` 1) opens a stream and gets
-its id; later updates must carry that `streamId`, an increasing `streamSequence` and text that
-extends what was shown; after the `final` message the stream is closed (403
-ContentStreamNotAllowed); streaming outside 1:1 chats is refused (400 BadArgument).
-
-Failures can be scheduled: `fail(403, code="ContentStreamNotAllowed")`, `fail(429,
-retry_after=1)`, `fail(503)`, each for the next `count` matching posts.
-
-It also serves a local Bot Framework key set (`fc.issuer`, a `LocalIssuer` made on first use:
-`fc.issuer.jwks_url`, `fc.authorization(app_id)` → a cached `Bearer` header for activities that
-name this connector as their `serviceUrl`), so a service under test can run with real token
-checks against it. The bot refuses to post to a loopback service URL with its token; a test lets
-it with `allow_loopback_service_urls(monkeypatch)` (in-process) or the serve child's
-tests/support/local_auth/sitecustomize.py.
-
-In-process: `async with FakeConnector() as fc:` (`fc.url`, `fc.activities`, `fc.fail(...)`).
-Standalone: `python -m tests.support.fakes.fake_connector --port N` prints `READY <url>`; then
-`GET /_fake/activities`, `POST /_fake/fail` (JSON: status, count, code, retry_after, match),
-`POST /_fake/reset`.
+It accepts activities posted to a conversation (or in reply to one), checks Teams' streaming
+protocol, answers scheduled failures, and serves the Bot Framework key set of its `LocalIssuer`.
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import ipaddress
 import itertools
 import json
 import time
-from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
-from microsoft_agents.hosting.core import OutboundHostValidator
-from yarl import URL
 
+from tests.support.fakes.fake_connector.activities import Failure, Recorded, stream_info
 from tests.support.fakes.fake_teams_files import FakeTeamsFiles
 from tests.support.fakes.jwks import LocalIssuer
-
-
-@dataclass
-class Failure:
-    status: int
-    count: int = 1
-    code: str | None = None
-    message: str = ""
-    retry_after: float | None = None
-    # Only posts whose activity matches every key here fail: "type", "text", or a streaminfo
-    # field ("streamType", "streamSequence", "streamId").
-    match: dict[str, Any] = field(default_factory=dict)
-
-    def matches(self, activity: dict) -> bool:
-        for key, want in self.match.items():
-            if key.startswith("stream"):
-                have = (stream_info(activity) or {}).get(key)
-            else:
-                have = activity.get(key)
-            if have != want:
-                return False
-        return True
-
-
-@dataclass
-class Recorded:
-    """One accepted post."""
-
-    conversation_id: str
-    reply_to_id: str | None
-    activity: dict
-    id: str
-    at: float  # time.monotonic() when received (pacing checks)
-    wall: float  # time.time()
-    authorization: str | None
-
-    @property
-    def type(self) -> str:
-        return self.activity.get("type", "")
-
-    @property
-    def text(self) -> str:
-        return self.activity.get("text") or ""
-
-    @property
-    def stream(self) -> dict | None:
-        return stream_info(self.activity)
-
-    def as_json(self) -> dict:
-        return {
-            "conversation_id": self.conversation_id,
-            "reply_to_id": self.reply_to_id,
-            "activity": self.activity,
-            "id": self.id,
-            "at": self.wall,
-            "authorization": self.authorization,
-        }
-
-
-def stream_info(activity: dict) -> dict | None:
-    for entity in activity.get("entities") or []:
-        if isinstance(entity, dict) and entity.get("type") == "streaminfo":
-            return entity
-    return None
-
-
-def opens_stream(info: dict) -> bool:
-    """Whether a streaminfo is a stream's first update (informative, or the first words)."""
-    return info.get("streamType") in ("informative", "streaming") and not info.get("streamId")
 
 
 def _error(status: int, code: str, message: str, headers: dict | None = None) -> web.Response:
@@ -373,53 +277,6 @@ class FakeConnector:
         return None
 
 
-def _loopback(host: str | None) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host or "").is_loopback
-    except ValueError:
-        return False
-
-
-def allow_loopback_service_urls(monkeypatch) -> None:
-    """Let the bot post with its token to plain-http loopback URLs (where fakes listen).
-
-    The same patch tests/support/local_auth/sitecustomize.py makes in a serve child: the
-    Agents SDK's outbound host check admits loopback too; every other host is judged as before.
-    """
-    sdk_is_allowed = OutboundHostValidator.is_allowed
-
-    def or_loopback(self, url) -> bool:
-        parsed = URL(str(url))
-        if parsed.scheme == "http" and _loopback(parsed.host):
-            return True
-        return sdk_is_allowed(self, url)
-
-    monkeypatch.setattr(OutboundHostValidator, "is_allowed", or_loopback)
-
-
 def _stream_text(activity: dict) -> str:
     info = stream_info(activity) or {}
     return "" if info.get("streamType") == "informative" else activity.get("text") or ""
-
-
-async def _main(port: int, host: str) -> None:
-    fake = FakeConnector()
-    url = await fake.start(host, port)
-    print(f"READY {url}", flush=True)
-    try:
-        await asyncio.Event().wait()
-    finally:
-        await fake.stop()
-
-
-if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description="Fake Bot Framework connector")
-    parser.add_argument("--port", type=int, default=0)
-    parser.add_argument("--host", default="127.0.0.1")
-    args = parser.parse_args()
-    try:
-        asyncio.run(_main(args.port, args.host))
-    except KeyboardInterrupt:
-        pass

@@ -18,8 +18,10 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from tests.support.fakes.fake_slack.state import SlackError
+
 if TYPE_CHECKING:
-    from tests.support.fakes.fake_slack import FakeSlack
+    from tests.support.fakes.fake_slack.server import FakeSlack
 
 SIGN_IN_PAGE = (
     b"<!DOCTYPE html><html lang='en'><head><title>Slack</title></head><body>"
@@ -106,8 +108,6 @@ class FakeSlackFiles:
         self.files[file_id].redirect = url
 
     def info(self, params: dict[str, Any]) -> dict[str, Any]:
-        from tests.support.fakes.fake_slack import SlackError
-
         f = self.files.get(str(params.get("file") or ""))
         if f is None or f.mode == "tombstone":
             raise SlackError("file_not_found" if f is None else "file_deleted")
