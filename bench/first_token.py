@@ -20,17 +20,9 @@ import asyncio
 import time
 
 from bench.common import summary_ms, table, write
-from bench.harness import (
-    Stack,
-    channel_id,
-    mention,
-    next_tag,
-    paced,
-    post_slack,
-    post_teams,
-    running_stack,
-    teams_activity,
-)
+from bench.stack import Stack, running_stack
+from bench.tags import next_tag
+from bench.traffic import channel_id, mention, paced, post_slack, post_teams, teams_activity
 from tests.support.fakes.fake_slack import new_ts
 
 FIRST_TOKEN_S, TOKENS_PER_S, RATE = 0.3, 50.0, 5.0

@@ -20,8 +20,10 @@ import asyncio
 import time
 
 from bench.common import summary_ms, table, write
-from bench.harness import channel_id, cpu_meter, mention, next_tag, post_slack, running_stack
+from bench.stack import cpu_meter, running_stack
+from bench.tags import next_tag
 from bench.throughput import MODEL
+from bench.traffic import channel_id, mention, post_slack
 from tests.support.fakes.fake_slack import new_ts
 
 

@@ -26,18 +26,9 @@ import tempfile
 from pathlib import Path
 
 from bench.common import table, write
-from bench.harness import (
-    Stack,
-    channel_id,
-    cpu_meter,
-    followup,
-    mention,
-    next_tag,
-    post_slack,
-    post_teams,
-    running_stack,
-    teams_activity,
-)
+from bench.stack import Stack, cpu_meter, running_stack
+from bench.tags import next_tag
+from bench.traffic import channel_id, followup, mention, post_slack, post_teams, teams_activity
 from bot import responder
 from tests.support.fakes.fake_slack import message, new_ts
 

@@ -19,7 +19,8 @@ import time
 from pathlib import Path
 
 from bench.common import table, write
-from bench.harness import LOCAL_AUTH, channel_id, mention, post_slack, running_stack
+from bench.stack import LOCAL_AUTH, running_stack
+from bench.traffic import channel_id, mention, post_slack
 from tests.support.fakes.fake_openai_limits import RateWindow
 from tests.support.fakes.fake_slack import new_ts
 from tests.support.stack import slack_finished

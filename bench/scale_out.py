@@ -25,18 +25,11 @@ import uuid
 import aiohttp
 
 from bench.common import REDIS_URL, table, write
-from bench.harness import (
-    SENDER_CONNECTIONS,
-    TAG,
-    ModelClock,
-    SlackRecorder,
-    channel_id,
-    cpu_seconds,
-    followup,
-    mention,
-    next_tag,
-)
+from bench.recorders import ModelClock, SlackRecorder
+from bench.stack import SENDER_CONNECTIONS, cpu_seconds
+from bench.tags import TAG, next_tag
 from bench.throughput import MODEL
+from bench.traffic import channel_id, followup, mention
 from tests.support.fakes.fake_slack import (
     DEFAULT_SIGNING_SECRET,
     event_callback,

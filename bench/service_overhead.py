@@ -21,18 +21,9 @@ import random
 import time
 
 from bench.common import summary_ms, table, write
-from bench.harness import (
-    Stack,
-    channel_id,
-    cpu_meter,
-    mention,
-    next_tag,
-    paced,
-    post_slack,
-    post_teams,
-    running_stack,
-    teams_activity,
-)
+from bench.stack import Stack, cpu_meter, running_stack
+from bench.tags import next_tag
+from bench.traffic import channel_id, mention, paced, post_slack, post_teams, teams_activity
 from tests.support.fakes.fake_slack import new_ts
 
 RATE = 50.0
@@ -43,7 +34,7 @@ WORDS = "the quick brown fox jumps over the lazy dog and then it rests a while".
 
 def reply_fn(messages) -> str:
     """A ~40-token reply that carries the message's tag, so each reply maps to its message."""
-    from bench.harness import tag_of
+    from bench.tags import tag_of
     from tests.support.fakes.fake_openai import _last_user_text
 
     tag = tag_of(_last_user_text(messages)) or ""

@@ -27,17 +27,9 @@ import random
 import time
 
 from bench.common import summary_ms, table, write
-from bench.harness import (
-    Stack,
-    channel_id,
-    cpu_meter,
-    followup,
-    mention,
-    next_tag,
-    post_slack,
-    running_stack,
-    tag_of,
-)
+from bench.stack import Stack, cpu_meter, running_stack
+from bench.tags import next_tag, tag_of
+from bench.traffic import channel_id, followup, mention, post_slack
 from tests.support.fakes.fake_openai import _last_user_text
 from tests.support.fakes.fake_slack import message, new_ts
 

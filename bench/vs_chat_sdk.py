@@ -38,7 +38,7 @@ import subprocess
 from pathlib import Path
 
 from bench.common import RESULTS, table, write
-from bench.harness import running_stack
+from bench.stack import running_stack
 from bench.throughput import MODEL, phase
 
 BOT_DIR = Path(__file__).with_name("chat_sdk")

@@ -25,7 +25,7 @@ if os.environ.get("BENCH_HEAP_OUT"):
     signal.signal(signal.SIGUSR1, _dump)
 
 # Only the first sitecustomize on the path runs, and the service under bench also needs the local
-# Bot Framework keys that the harness's own sitecustomize installs: run that one too.
+# Bot Framework keys that tests/support/local_auth/sitecustomize.py installs: run that one too.
 _LOCAL_AUTH = os.path.join(
     os.path.dirname(os.path.abspath(__file__)), "..", "..", "tests", "support", "local_auth"
 )

@@ -13,11 +13,11 @@ import uuid
 import pytest
 import pytest_asyncio
 
-from tests.e2e.test_slack_e2e import replies, send
 from tests.support.fakes.fake_openai import FakeOpenAI, Reply
 from tests.support.fakes.fake_slack import DEFAULT_SIGNING_SECRET, FakeSlack, app_mention, message
 from tests.support.fakes.fake_slack import new_ts as ts
 from tests.support.helpers import ServeProcess, delete_prefix
+from tests.support.slack_e2e import replies, send
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="module")]
 

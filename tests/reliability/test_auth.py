@@ -27,7 +27,7 @@ from cryptography.hazmat.primitives import serialization
 
 from tests.reliability.conftest import new_stack
 from tests.support.fakes.fake_openai import Reply
-from tests.support.fakes.fake_slack import form, signed_headers, slash_command
+from tests.support.fakes.fake_slack import event_callback, form, signed_headers, slash_command
 from tests.support.fakes.jwks import LocalIssuer
 from tests.support.fixtures.teams.harness import APP_ID
 from tests.support.helpers import ROOT
@@ -35,7 +35,6 @@ from tests.support.stack import (
     HERE,
     SECRET,
     channel,
-    event_callback,
     figure,
     mention,
     slack_thread,
