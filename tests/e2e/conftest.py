@@ -15,7 +15,7 @@ import pytest_asyncio
 from tests.support.fakes.fake_openai import FakeOpenAI
 from tests.support.fakes.fake_slack import FakeSlack
 from tests.support.helpers import ServeProcess, delete_prefix
-from tests.support.slack_e2e import ADMIN, SECRET
+from tests.support.slack_e2e import service_env
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
@@ -34,20 +34,9 @@ async def slack():
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def service(redis_url, model, slack):
     prefix = f"tw-slack-e2e-{uuid.uuid4().hex[:8]}:"
-    env = {
-        "SLACK_BOT_TOKEN": slack.token,
-        "SLACK_SIGNING_SECRET": SECRET,
-        "SLACK_API_URL": slack.api_url,
-        "OPENAI_BASE_URL": model.base_url,
-        "OPENAI_API_KEY": "test-key",
-        "AZURE_OPENAI_DEPLOYMENT": "gpt-4o",
-        "REDIS_URL": redis_url,
-        "REDIS_KEY_PREFIX": prefix,
-        "BOT_ADMINS": f"slack:{ADMIN}",
-        "TOKEN_LIMIT": "128000",
-        "MAX_RESPONSE_TOKENS": "60000",
-        "LLM_MAX_RETRIES": "0",
-    }
+    env = service_env(
+        slack, model, redis_url, prefix, TOKEN_LIMIT="128000", MAX_RESPONSE_TOKENS="60000"
+    )
     async with ServeProcess(env) as svc:
         yield svc
     await delete_prefix(redis_url, prefix)

@@ -12,9 +12,8 @@ import aiohttp
 import pytest
 import pytest_asyncio
 
-from tests.support.fakes.fake_openai import Error, FakeOpenAI, Reply
+from tests.support.fakes.fake_openai import Error, Reply
 from tests.support.fakes.fake_slack import (
-    DEFAULT_SIGNING_SECRET,
     FakeSlack,
     Message,
     app_mention,
@@ -27,18 +26,11 @@ from tests.support.fakes.fake_slack import (
     signed_headers,
 )
 from tests.support.helpers import ServeProcess, delete_prefix
+from tests.support.slack_e2e import ADMIN, SECRET, channel, dm, service_env
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="module")]
 
-SECRET = DEFAULT_SIGNING_SECRET
-ADMIN = "U1"
 FORM = "application/x-www-form-urlencoded"
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def model():
-    async with FakeOpenAI() as fake:
-        yield fake
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
@@ -53,22 +45,9 @@ async def prefix():
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def service(redis_url, model, slack, prefix):
-    env = {
-        "SLACK_BOT_TOKEN": slack.token,
-        "SLACK_SIGNING_SECRET": SECRET,
-        "SLACK_API_URL": slack.api_url,
-        "OPENAI_BASE_URL": model.base_url,
-        "OPENAI_API_KEY": "test-key",
-        "AZURE_OPENAI_DEPLOYMENT": "gpt-4o",
-        "REDIS_URL": redis_url,
-        "REDIS_KEY_PREFIX": prefix,
-        "BOT_ADMINS": f"slack:{ADMIN}",
-        "LLM_MAX_RETRIES": "0",
-        "SLACK_SUGGESTED_PROMPTS": json.dumps(
-            [{"title": "Plan my day", "message": "Help me plan my day"}]
-        ),
-    }
+async def service(redis_url, model, slack, prefix):  # `model`: tests/e2e/conftest.py
+    prompts = [{"title": "Plan my day", "message": "Help me plan my day"}]
+    env = service_env(slack, model, redis_url, prefix, SLACK_SUGGESTED_PROMPTS=json.dumps(prompts))
     async with ServeProcess(env) as svc:
         yield svc
     await delete_prefix(redis_url, prefix)
@@ -79,14 +58,6 @@ async def fresh(model, slack):
     model.reset()
     slack.reset()
     yield
-
-
-def channel() -> str:
-    return "C" + uuid.uuid4().hex[:9].upper()
-
-
-def dm() -> str:
-    return "D" + uuid.uuid4().hex[:9].upper()
 
 
 async def post(svc: ServeProcess, body: str, headers: dict[str, str]) -> int:

@@ -25,9 +25,8 @@ from adapters.slack.mentions import MentionGuard, defuse_mentions
 from adapters.slack.mrkdwn import to_mrkdwn
 from adapters.slack.reply import SlackReplies, SlackReplyTarget, SlashReplyTarget
 from bot.metrics import Metrics
-from tests.support.fakes.fake_openai import FakeOpenAI, Reply
+from tests.support.fakes.fake_openai import Reply
 from tests.support.fakes.fake_slack import (
-    DEFAULT_SIGNING_SECRET,
     FakeSlack,
     app_mention,
     event_callback,
@@ -38,6 +37,7 @@ from tests.support.fakes.fake_slack import (
     slash_command,
 )
 from tests.support.helpers import ServeProcess, delete_prefix
+from tests.support.slack_e2e import ADMIN, SECRET, channel, service_env
 
 WJ = "\u2060"  # word joiner: invisible, and no mention once it follows the `@`
 # Anything Slack could read as a mention (bare names in any case; `&lt;` in case Markdown
@@ -202,15 +202,7 @@ async def test_a_slash_command_answer_never_carries_a_mention(fake_slack):
 
 # -- through `threadwise serve`, the fake model writing the mentions ----------------------------
 
-SECRET = DEFAULT_SIGNING_SECRET
-ADMIN = "U1"
 serve_loop = pytest.mark.asyncio(loop_scope="module")
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def model():
-    async with FakeOpenAI() as fake:
-        yield fake
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
@@ -220,21 +212,9 @@ async def slack():
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def service(redis_url, model, slack):
+async def service(redis_url, model, slack):  # `model`: tests/e2e/conftest.py
     prefix = f"tw-slack-safety-{uuid.uuid4().hex[:8]}:"
-    env = {
-        "SLACK_BOT_TOKEN": slack.token,
-        "SLACK_SIGNING_SECRET": SECRET,
-        "SLACK_API_URL": slack.api_url,
-        "OPENAI_BASE_URL": model.base_url,
-        "OPENAI_API_KEY": "test-key",
-        "AZURE_OPENAI_DEPLOYMENT": "gpt-4o",
-        "REDIS_URL": redis_url,
-        "REDIS_KEY_PREFIX": prefix,
-        "BOT_ADMINS": f"slack:{ADMIN}",
-        "LLM_MAX_RETRIES": "0",
-    }
-    async with ServeProcess(env) as svc:
+    async with ServeProcess(service_env(slack, model, redis_url, prefix)) as svc:
         yield svc
     await delete_prefix(redis_url, prefix)
 
@@ -246,10 +226,6 @@ async def fresh(model, slack):
     slack.reset()
     yield
     model.configure(tokens_per_second=None, reply=None, delay=0.0, first_token_delay=0.0)
-
-
-def channel() -> str:
-    return "C" + uuid.uuid4().hex[:9].upper()
 
 
 async def send(svc: ServeProcess, event: dict) -> int:

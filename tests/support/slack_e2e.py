@@ -21,6 +21,24 @@ SECRET = DEFAULT_SIGNING_SECRET
 ADMIN = "U1"
 
 
+def service_env(slack: FakeSlack, model, redis_url: str, prefix: str, **extra: str) -> dict:
+    """`threadwise serve`'s settings for a Slack end-to-end module: the fakes, Redis under
+    `prefix`, U1 an admin, no model retries; `extra` adds or overrides settings."""
+    return {
+        "SLACK_BOT_TOKEN": slack.token,
+        "SLACK_SIGNING_SECRET": SECRET,
+        "SLACK_API_URL": slack.api_url,
+        "OPENAI_BASE_URL": model.base_url,
+        "OPENAI_API_KEY": "test-key",
+        "AZURE_OPENAI_DEPLOYMENT": "gpt-4o",
+        "REDIS_URL": redis_url,
+        "REDIS_KEY_PREFIX": prefix,
+        "BOT_ADMINS": f"slack:{ADMIN}",
+        "LLM_MAX_RETRIES": "0",
+        **extra,
+    }
+
+
 def channel() -> str:
     return "C" + uuid.uuid4().hex[:9].upper()
 
